@@ -1,0 +1,1 @@
+"""Hand-written baselines and Stable-Baselines3 glue behind one small policy interface."""

@@ -1,0 +1,156 @@
+"""Hand-written baselines: random, popularity, myopic greedy, fixed clickbait mix, and oracle.
+
+Random and popularity read only observable data. Myopic, fixed-mix and oracle read the hidden
+world through ``SlateContext.world``; they are references for evaluation, not recommenders one
+could deploy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsim_llm.agents.base import SlateContext
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) column indices of the k largest scores per row, best first."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+class RandomPolicy:
+    """Uniformly random distinct candidates."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        keys = self._rng.random(context.candidates.shape)
+        return top_k(keys, context.slate_size)
+
+
+class PopularityPolicy:
+    """The most clicked candidates so far (observable); ties broken at random."""
+
+    name = "popularity"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        counts = context.popularity[context.candidates].astype(np.float64)
+        jitter = self._rng.random(counts.shape) * 1e-3
+        return top_k(counts + jitter, context.slate_size)
+
+
+class MyopicPolicy:
+    """Greedy on immediate click probability from the true utilities (reads hidden state)."""
+
+    name = "myopic"
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        # Under MNL and cascade alike, the slate with the highest click probability puts the
+        # highest-utility items first.
+        return top_k(context.world.item_utilities(context.candidates), context.slate_size)
+
+
+def _mixed_slate(context: SlateContext, n_bait: np.ndarray) -> np.ndarray:
+    """Per user, ``n_bait`` high-appeal items and the rest ordinary, best utility first."""
+    world = context.world
+    utilities = world.item_utilities(context.candidates)
+    bait = world.catalog.clickbait[context.candidates]
+    k = context.slate_size
+    n_bait = np.broadcast_to(np.asarray(n_bait), (utilities.shape[0],))
+    # Rank inside each class by utility, then take the first n_bait of the bait class and the
+    # first k - n_bait of the ordinary class (falling back to the other class when one runs out).
+    big = 1e6
+    bait_rank = np.argsort(np.argsort(-(utilities + np.where(bait, big, -big)), axis=1), axis=1)
+    plain_rank = np.argsort(np.argsort(-(utilities + np.where(bait, -big, big)), axis=1), axis=1)
+    n_bait_avail = bait.sum(axis=1)
+    n_plain_avail = bait.shape[1] - n_bait_avail
+    want_bait = np.minimum(n_bait, n_bait_avail)
+    want_bait = np.maximum(want_bait, k - n_plain_avail)
+    chosen = (bait & (bait_rank < want_bait[:, None])) | (
+        ~bait & (plain_rank < (k - want_bait)[:, None])
+    )
+    score = np.where(chosen, utilities + 2 * big, utilities)
+    return top_k(score, k)
+
+
+class FixedMixPolicy:
+    """A fixed share of high-appeal ("clickbait") items per slate (reads hidden item classes)."""
+
+    def __init__(self, mix: float) -> None:
+        if not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {mix}")
+        self.mix = float(mix)
+        self.name = f"mix-{self.mix:.2f}"
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        n_bait = int(round(self.mix * context.slate_size))
+        return _mixed_slate(context, np.asarray(n_bait))
+
+
+class OraclePolicy:
+    """Knows the hidden state and prices satisfaction: a one-step lookahead with a value of state.
+
+    For each possible number of high-appeal items (0..slate_size) it builds the slate as
+    ``FixedMixPolicy`` would and scores it by expected engagement plus
+    ``satisfaction_price * steps_left`` times the expected change in satisfaction, all computed
+    from the true click probabilities. Near the horizon satisfaction is worth little and it goes
+    for clicks; early on it protects the user's satisfaction.
+    """
+
+    name = "oracle"
+
+    def __init__(self, satisfaction_price: float = 3.0) -> None:
+        if not satisfaction_price >= 0.0:
+            raise ValueError(f"satisfaction_price must be >= 0, got {satisfaction_price}")
+        self.satisfaction_price = float(satisfaction_price)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        world = context.world
+        cfg = world.config
+        k = context.slate_size
+        price = self.satisfaction_price * context.steps_left
+        best_idx = np.zeros((context.candidates.shape[0], k), dtype=np.int64)
+        best_score = np.full(context.candidates.shape[0], -np.inf)
+        for n_bait in range(k + 1):
+            idx = _mixed_slate(context, np.asarray(n_bait))
+            slate = np.take_along_axis(context.candidates, idx, axis=1)
+            probs = world.click_probabilities(slate)[:, :k]
+            value = world.consumed_value(slate)
+            r = cfg.response
+            engagement = r.engagement_scale * (
+                r.engagement_appeal_weight * world.catalog.appeal[slate]
+                + r.engagement_value_weight * value
+            )
+            d_sat = cfg.dynamics.satisfaction_rate * (value - cfg.dynamics.value_reference)
+            score = (probs * (engagement + price[:, None] * d_sat)).sum(axis=1)
+            better = score > best_score
+            best_score = np.where(better, score, best_score)
+            best_idx = np.where(better[:, None], idx, best_idx)
+        return best_idx
+
+
+def fixed_mix_grid(n: int = 6) -> list[FixedMixPolicy]:
+    """Fixed-mix policies with shares 0, 1/(n-1), ..., 1."""
+    return [FixedMixPolicy(m) for m in np.linspace(0.0, 1.0, n)]

@@ -1,0 +1,1 @@
+"""Streamlit dashboard: reads run directories, never trains."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments over the recsim_llm world."""

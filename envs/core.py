@@ -1,0 +1,230 @@
+"""The batched simulator that the single and vector envs share.
+
+It glues world -> log -> encoder -> observation for ``n_users`` user slots, in one direction:
+the world produces responses, the log records the observable part, the encoder turns the log into
+user states, and the observation is built from those states and the candidates' embeddings only.
+Hidden state never enters an observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsim_llm.agents.base import SlateContext
+from recsim_llm.candidates import CandidateGenerator
+from recsim_llm.catalog import Catalog, generate_catalog
+from recsim_llm.config import EnvConfig
+from recsim_llm.encoders import UserEncoder, make_encoder
+from recsim_llm.log import InteractionLog
+from recsim_llm.world import Responses, World
+
+N_USER_SCALARS = 2
+"""Observable per-user scalars appended to the user state: session progress, history fill."""
+N_ITEM_SCALARS = 2
+"""Observable per-candidate scalars appended to the item embedding: is-new flag, popularity."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One batched step: arrays over user slots."""
+
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    responses: Responses
+    n_repaired: np.ndarray
+
+
+class SlateSimulator:
+    """World, log, encoder and candidates for ``n_users`` slots.
+
+    Args:
+        config: environment settings.
+        n_users: user slots simulated together.
+        catalog: item catalog; generated from ``config.world.catalog`` when omitted.
+        encoder: user encoder; built from ``config.encoder`` when omitted.
+        world: a prebuilt world (for calibrated worlds); built from config when omitted.
+    """
+
+    def __init__(
+        self,
+        config: EnvConfig,
+        n_users: int,
+        catalog: Catalog | None = None,
+        encoder: UserEncoder | None = None,
+        world: World | None = None,
+    ) -> None:
+        if not isinstance(config, EnvConfig):
+            raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+        self.config = config
+        if world is None:
+            catalog = catalog if catalog is not None else generate_catalog(config.world.catalog)
+            world = World(config.world, n_users, catalog)
+        if world.n_users != n_users:
+            raise ValueError(f"world has {world.n_users} user slots, expected n_users={n_users}")
+        self.world = world
+        self.catalog = world.catalog
+        if config.n_candidates > int((self.catalog.arrival_step == 0).sum()):
+            raise ValueError(
+                f"n_candidates ({config.n_candidates}) exceeds the items available at the start "
+                f"({int((self.catalog.arrival_step == 0).sum())})"
+            )
+        self.n_users = int(n_users)
+        self.encoder = encoder if encoder is not None else make_encoder(config, self.catalog)
+        self.candidate_generator = CandidateGenerator(config, self.catalog)
+        self.titles = self.catalog.titles
+        self._texts = self.catalog.texts()
+        self.item_embeddings = np.zeros(
+            (self.catalog.n_total, self.encoder.item_dim), dtype=np.float32
+        )
+        self._encoded = np.zeros(self.catalog.n_total, dtype=bool)
+        self.log = InteractionLog(
+            self.n_users, config.history_length, config.slate_size, self.catalog.n_total
+        )
+        self.states = np.zeros((self.n_users, self.encoder.user_dim), dtype=np.float32)
+        self.candidates = np.zeros((self.n_users, config.n_candidates), dtype=np.int64)
+        self.obs_dim = (
+            self.encoder.user_dim
+            + N_USER_SCALARS
+            + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def reset(self, rng: np.random.Generator) -> np.ndarray:
+        """Fresh world clock, empty log, new users in every slot; returns observations."""
+        self.world.clock = 0
+        self.log = InteractionLog(
+            self.n_users, self.config.history_length, self.config.slate_size, self.catalog.n_total
+        )
+        self._encode_arrivals()
+        self.reset_users(np.arange(self.n_users), rng)
+        self.draw_candidates(rng)
+        return self.observe()
+
+    def reset_users(self, rows: np.ndarray, rng: np.random.Generator) -> None:
+        """New cold-start users in ``rows`` (their candidates are drawn with the next step's)."""
+        profiles = self.world.reset_users(rows, rng)
+        self.log.reset_users(rows, profiles)
+        self.states[rows] = self.encoder.encode_profiles(profiles)
+
+    def _encode_arrivals(self) -> None:
+        """Embed items that have arrived and were not embedded yet (done once per item)."""
+        todo = np.flatnonzero((self.catalog.arrival_step <= self.world.clock) & ~self._encoded)
+        if todo.size:
+            self.item_embeddings[todo] = self.encoder.encode_items([self._texts[i] for i in todo])
+            self._encoded[todo] = True
+
+    # -- acting --------------------------------------------------------------------------------
+    def validate_action(self, action: np.ndarray) -> np.ndarray:
+        """Check a batched action (n_users, slate_size) of candidate indices; returns int64."""
+        k, c = self.config.slate_size, self.config.n_candidates
+        arr = np.asarray(action)
+        if arr.shape != (self.n_users, k):
+            raise ValueError(f"action must have shape {(self.n_users, k)}, got {arr.shape}")
+        if arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("action must hold finite candidate indices, got NaN or inf")
+            if not np.all(arr == np.rint(arr)):
+                raise ValueError("action must hold integer candidate indices")
+        elif arr.dtype.kind not in "iu":
+            raise ValueError(f"action must hold integer candidate indices, got dtype {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() >= c):
+            raise ValueError(f"action values must be candidate indices in [0, {c - 1}]")
+        return arr.astype(np.int64)
+
+    def repair(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resolve repeated candidates in a slate.
+
+        With ``duplicate_policy='repair'`` a slot repeating an earlier slot's candidate gets the
+        lowest-index candidate not yet in the slate; with ``'error'`` any repeat raises.
+        Returns the slate and the number of repaired slots per user.
+        """
+        n, k = action.shape
+        rows = np.arange(n)
+        used = np.zeros((n, self.config.n_candidates), dtype=bool)
+        fixed = action.copy()
+        n_repaired = np.zeros(n, dtype=np.int64)
+        for j in range(k):
+            slot = fixed[:, j]
+            dup = used[rows, slot]
+            if dup.any():
+                if self.config.duplicate_policy == "error":
+                    raise ValueError(
+                        "action repeats a candidate within a slate (duplicate_policy='error'); "
+                        f"users {np.flatnonzero(dup)[:5].tolist()}"
+                    )
+                slot[dup] = np.argmin(used[dup], axis=1)
+                n_repaired += dup
+            used[rows, slot] = True
+        return fixed, n_repaired
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> StepResult:
+        """Show the chosen slates, record responses, update states; does not reset anyone."""
+        action = self.validate_action(action)
+        action, n_repaired = self.repair(action)
+        slates = np.take_along_axis(self.candidates, action, axis=1)
+        responses = self.world.step(slates, rng)
+        self.log.record(slates, responses.click_pos, responses.rating, responses.engagement)
+        self._encode_arrivals()
+        self.encoder.update(self.states, self.log, self.item_embeddings, self.titles)
+        truncated = self.world.session_step >= self.config.horizon
+        terminated = responses.churned
+        return StepResult(
+            reward=responses.engagement.astype(np.float32),
+            terminated=terminated,
+            truncated=truncated & ~terminated,
+            responses=responses,
+            n_repaired=n_repaired,
+        )
+
+    def draw_candidates(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> None:
+        """Candidates for the next step, for all user slots or only ``rows``."""
+        if rows is None:
+            self.candidates = self.candidate_generator.sample(
+                self.n_users, self.world.clock, self.log.popularity, rng
+            )
+        else:
+            self.candidates[rows] = self.candidate_generator.sample(
+                len(rows), self.world.clock, self.log.popularity, rng
+            )
+
+    # -- observing -----------------------------------------------------------------------------
+    def observe(self) -> np.ndarray:
+        """(n_users, obs_dim) float32 observations from observable data only."""
+        n, c = self.n_users, self.config.n_candidates
+        user_scalars = np.stack(
+            [
+                self.world.session_step / self.config.horizon,
+                np.minimum(self.log.count, self.config.history_length)
+                / self.config.history_length,
+            ],
+            axis=1,
+        )
+        items = self.item_embeddings[self.candidates]  # (n, c, item_dim)
+        age = self.world.clock - self.catalog.arrival_step[self.candidates]
+        is_new = (self.catalog.arrival_step[self.candidates] > 0) & (
+            age < self.config.new_item_window
+        )
+        popularity = np.log1p(self.log.popularity[self.candidates]) / 10.0
+        item_scalars = np.stack([is_new, popularity], axis=2)
+        obs = np.concatenate(
+            [
+                self.states,
+                user_scalars.astype(np.float32),
+                np.concatenate([items, item_scalars.astype(np.float32)], axis=2).reshape(n, -1),
+            ],
+            axis=1,
+        )
+        return obs.astype(np.float32, copy=False)
+
+    def context(self) -> SlateContext:
+        """What policies get besides the observation (hidden world only for references)."""
+        return SlateContext(
+            candidates=self.candidates,
+            slate_size=self.config.slate_size,
+            popularity=self.log.popularity,
+            steps_left=self.config.horizon - self.world.session_step,
+            world=self.world,
+        )

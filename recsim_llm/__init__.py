@@ -1,0 +1,33 @@
+"""recsim_llm: a Gymnasium simulator for dynamic slate recommendation.
+
+Importing the package registers its environment ids with Gymnasium (string entry points, so no
+torch import happens here).
+"""
+
+from recsim_llm.config import (
+    CatalogConfig,
+    ChoiceConfig,
+    DynamicsConfig,
+    EnvConfig,
+    ResponseConfig,
+    UserConfig,
+    WorldConfig,
+)
+
+from recsim_llm.registration import ENV_IDS, register_envs
+
+__version__ = "0.1.0"
+
+register_envs()
+
+__all__ = [
+    "CatalogConfig",
+    "ChoiceConfig",
+    "DynamicsConfig",
+    "ENV_IDS",
+    "EnvConfig",
+    "ResponseConfig",
+    "UserConfig",
+    "WorldConfig",
+    "__version__",
+]

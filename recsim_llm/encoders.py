@@ -1,0 +1,156 @@
+"""User encoders: observable text and history in, state vectors out.
+
+An encoder never reads hidden state. It embeds item texts once (new items when they arrive),
+turns a new user's profile text into an initial (cold-start) state, and updates user states
+after each step from the interaction log. Encoders are looked up by name (``EnvConfig.encoder``)
+in a registry; heavy encoders (the language model) register factories that import torch lazily.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recsim_llm.log import InteractionLog
+
+if TYPE_CHECKING:
+    from recsim_llm.catalog import Catalog
+    from recsim_llm.config import EnvConfig
+
+
+class UserEncoder(abc.ABC):
+    """Turns observable text into item embeddings and per-user states.
+
+    Attributes:
+        name: registry name.
+        item_dim: length of an item embedding.
+        user_dim: length of a user state.
+    """
+
+    name: str
+    item_dim: int
+    user_dim: int
+
+    @abc.abstractmethod
+    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), item_dim) float32 item embeddings."""
+
+    @abc.abstractmethod
+    def encode_profiles(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), user_dim) float32 states of users who have no history yet."""
+
+    @abc.abstractmethod
+    def update(
+        self,
+        states: np.ndarray,
+        log: InteractionLog,
+        item_embeddings: np.ndarray,
+        titles: Sequence[str],
+    ) -> None:
+        """Update ``states`` (n_users, user_dim) in place after the step just recorded in ``log``.
+
+        ``item_embeddings`` holds the embeddings of every item id (rows of items that have not
+        arrived yet may be zero); ``titles`` lets exact-mode encoders render the history text.
+        """
+
+
+_TOKEN = re.compile(r"[a-z0-9']+")
+
+
+def hashed_bow(texts: Sequence[str], dim: int) -> np.ndarray:
+    """(n, dim) L2-normalised signed hashed bag of words (crc32: stable across processes)."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, doc in enumerate(texts):
+        for token in _TOKEN.findall(doc.lower()):
+            h = zlib.crc32(token.encode())
+            out[i, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norm, 1e-6)
+
+
+class BagOfWordsEncoder(UserEncoder):
+    """Non-LM baseline: hashed bag of words of item, profile and history text.
+
+    A user state is four blocks of ``dim``: the profile's bag of words and recency-decayed sums
+    of the embeddings of clicked, well-rated (4-5) and skipped items. That sum is the bag of words
+    of the history text with older events down-weighted by ``decay`` per step; it is updated
+    incrementally from the log's newest step.
+    """
+
+    name = "bow"
+
+    def __init__(self, dim: int = 32, decay: float = 0.8) -> None:
+        if dim < 2:
+            raise ValueError(f"dim must be >= 2, got {dim}")
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        self.dim = int(dim)
+        self.decay = float(decay)
+        self.item_dim = self.dim
+        self.user_dim = 4 * self.dim
+
+    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
+        return hashed_bow(texts, self.dim)
+
+    def encode_profiles(self, texts: Sequence[str]) -> np.ndarray:
+        states = np.zeros((len(texts), self.user_dim), dtype=np.float32)
+        states[:, : self.dim] = hashed_bow(texts, self.dim)
+        return states
+
+    def update(
+        self,
+        states: np.ndarray,
+        log: InteractionLog,
+        item_embeddings: np.ndarray,
+        titles: Sequence[str],
+    ) -> None:
+        d = self.dim
+        rows = np.arange(log.n_users)
+        slot = log.last_slot()
+        slates = log.slates[rows, slot]  # (n, k)
+        pos = log.click_pos[rows, slot]
+        clicked = pos >= 0
+        emb = item_embeddings[slates]  # (n, k, d)
+        click_mask = np.zeros(slates.shape, dtype=bool)
+        click_mask[rows[clicked], pos[clicked]] = True
+        clicked_emb = (emb * click_mask[..., None]).sum(axis=1)
+        liked = (log.rating[rows, slot] >= 4.0)[:, None]
+        n_skipped = np.maximum((~click_mask).sum(axis=1, keepdims=True), 1)
+        skipped_emb = (emb * (~click_mask)[..., None]).sum(axis=1) / n_skipped
+        states[:, d:] *= self.decay
+        states[:, d : 2 * d] += clicked_emb
+        states[:, 2 * d : 3 * d] += clicked_emb * liked
+        states[:, 3 * d :] += skipped_emb
+
+
+EncoderFactory = Callable[["EnvConfig", "Catalog"], UserEncoder]
+_REGISTRY: dict[str, EncoderFactory] = {}
+
+
+def register_encoder(name: str, factory: EncoderFactory) -> None:
+    """Make ``EnvConfig(encoder=name)`` build its encoder with ``factory(config, catalog)``."""
+    _REGISTRY[name] = factory
+
+
+def encoder_names() -> list[str]:
+    """Registered encoder names."""
+    return sorted(_REGISTRY)
+
+
+def make_encoder(config: EnvConfig, catalog: Catalog) -> UserEncoder:
+    """The encoder named by ``config.encoder``."""
+    try:
+        factory = _REGISTRY[config.encoder]
+    except KeyError:
+        raise ValueError(
+            f"encoder must be one of {encoder_names()}, got {config.encoder!r}"
+        ) from None
+    return factory(config, catalog)
+
+
+register_encoder("bow", lambda config, catalog: BagOfWordsEncoder(config.encoder_dim, config.history_decay))

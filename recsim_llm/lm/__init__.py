@@ -1,0 +1,1 @@
+"""Language-model user encoder: pretrained MiniLM, fine-tuning (full and LoRA), env states."""

@@ -1,0 +1,104 @@
+"""The observable interaction log: what a real recommender would have recorded.
+
+One ring buffer per user slot of the last ``history_length`` steps (the slate shown, the clicked
+position, the rating and the watch time), the users' profile texts, and platform-wide click
+counts (observable popularity). Encoders read this log and nothing hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from recsim_llm import text
+
+
+class InteractionLog:
+    """Observable history of ``n_users`` user slots.
+
+    Args:
+        n_users: user slots.
+        history_length: steps kept per user.
+        slate_size: items per shown slate.
+        n_items: total item ids (for popularity counts).
+    """
+
+    def __init__(self, n_users: int, history_length: int, slate_size: int, n_items: int) -> None:
+        self.n_users = n_users
+        self.history_length = history_length
+        self.slate_size = slate_size
+        self.slates = np.full((n_users, history_length, slate_size), -1, dtype=np.int64)
+        self.click_pos = np.full((n_users, history_length), -1, dtype=np.int64)
+        self.rating = np.zeros((n_users, history_length))
+        self.engagement = np.zeros((n_users, history_length))
+        self.count = np.zeros(n_users, dtype=np.int64)
+        """Steps recorded for each user since it arrived."""
+        self.popularity = np.zeros(n_items, dtype=np.int64)
+        """Clicks observed per item over all users since the log was created."""
+        self.profiles: list[str] = [""] * n_users
+
+    def reset_users(self, rows: np.ndarray, profiles: Sequence[str]) -> None:
+        """New users in ``rows``: empty history, given profiles. Popularity is kept."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(profiles) != rows.size:
+            raise ValueError(f"profiles must have one entry per row ({rows.size}), got {len(profiles)}")
+        self.slates[rows] = -1
+        self.click_pos[rows] = -1
+        self.rating[rows] = 0.0
+        self.engagement[rows] = 0.0
+        self.count[rows] = 0
+        for row, profile in zip(rows.tolist(), profiles, strict=True):
+            self.profiles[row] = profile
+
+    def record(
+        self,
+        slates: np.ndarray,
+        click_pos: np.ndarray,
+        rating: np.ndarray,
+        engagement: np.ndarray,
+    ) -> None:
+        """Append one step for every user slot."""
+        rows = np.arange(self.n_users)
+        slot = self.count % self.history_length
+        self.slates[rows, slot] = slates
+        self.click_pos[rows, slot] = click_pos
+        self.rating[rows, slot] = rating
+        self.engagement[rows, slot] = engagement
+        self.count += 1
+        clicked = click_pos >= 0
+        np.add.at(self.popularity, slates[rows[clicked], click_pos[clicked]], 1)
+
+    def last_slot(self) -> np.ndarray:
+        """(n_users,) ring-buffer index of each user's latest step (meaningful where count > 0)."""
+        return (self.count - 1) % self.history_length
+
+    def recent_steps(self, row: int) -> list[int]:
+        """Ring-buffer indices of a user's kept steps, most recent first."""
+        n = int(min(self.count[row], self.history_length))
+        last = int(self.count[row]) - 1
+        return [(last - i) % self.history_length for i in range(n)]
+
+    def events(self, row: int, titles: Sequence[str]) -> list[str]:
+        """A user's history as event phrases, most recent first (clicks before skips per step)."""
+        phrases: list[str] = []
+        for slot in self.recent_steps(row):
+            pos = int(self.click_pos[row, slot])
+            items = self.slates[row, slot].tolist()
+            if pos >= 0:
+                phrases.append(
+                    text.event_text(titles[items[pos]], True, float(self.rating[row, slot]))
+                )
+            phrases.extend(
+                text.event_text(titles[item], False, None)
+                for j, item in enumerate(items)
+                if j != pos
+            )
+        return phrases
+
+    def history_text(self, row: int, titles: Sequence[str], max_events: int | None = None) -> str:
+        """The observable history of user ``row`` as text (profile first)."""
+        events = self.events(row, titles)
+        if max_events is not None:
+            events = events[:max_events]
+        return text.history_text(self.profiles[row], events)
