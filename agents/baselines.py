@@ -102,7 +102,8 @@ class FixedMixPolicy:
         pass
 
     def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
-        n_bait = int(round(self.mix * context.slate_size))
+        # Round half up (not to even), so the grid 0, 1/k, ..., 1 maps onto 0..k items.
+        n_bait = int(np.floor(self.mix * context.slate_size + 0.5))
         return _mixed_slate(context, np.asarray(n_bait))
 
 
@@ -118,7 +119,7 @@ class OraclePolicy:
 
     name = "oracle"
 
-    def __init__(self, satisfaction_price: float = 3.0) -> None:
+    def __init__(self, satisfaction_price: float = 5.0) -> None:
         if not satisfaction_price >= 0.0:
             raise ValueError(f"satisfaction_price must be >= 0, got {satisfaction_price}")
         self.satisfaction_price = float(satisfaction_price)

@@ -51,14 +51,23 @@ def _make_distinct(
         raise ValueError(
             f"n_candidates ({candidates.shape[1]}) exceeds the available items ({available.size})"
         )
+    # Only rows that still hold a repeat are re-checked: a row without one never changes again,
+    # so the redraws (row-major over the repeated positions) are those of checking every row.
+    candidates = candidates.copy()
+    rows = np.arange(candidates.shape[0])
+    sub = candidates
     while True:
-        order = np.argsort(candidates, axis=1, kind="stable")
-        ranked = np.take_along_axis(candidates, order, axis=1)
-        repeat = np.zeros(candidates.shape, dtype=bool)
+        order = np.argsort(sub, axis=1, kind="stable")
+        ranked = np.take_along_axis(sub, order, axis=1)
+        repeat = np.zeros(sub.shape, dtype=bool)
         repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-        if not repeat.any():
+        has_repeat = repeat.any(axis=1)
+        if not has_repeat.any():
             return candidates
-        dup = np.zeros(candidates.shape, dtype=bool)
+        dup = np.zeros(sub.shape, dtype=bool)
         np.put_along_axis(dup, order, repeat, axis=1)
-        candidates = candidates.copy()
-        candidates[dup] = available[rng.integers(available.size, size=int(dup.sum()))]
+        sub[dup] = available[rng.integers(available.size, size=int(dup.sum()))]
+        if sub is not candidates:
+            candidates[rows] = sub
+        rows = rows[has_repeat]
+        sub = candidates[rows]

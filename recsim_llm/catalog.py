@@ -85,7 +85,7 @@ def generate_catalog(config: CatalogConfig) -> Catalog:
 
     clickbait = rng.random(n_total) < config.clickbait_fraction
     appeal = np.where(clickbait, rng.beta(8.0, 2.0, n_total), rng.beta(2.0, 6.0, n_total))
-    quality = np.where(clickbait, rng.beta(2.0, 8.0, n_total), rng.beta(6.0, 2.5, n_total))
+    quality = np.where(clickbait, rng.beta(1.5, 10.0, n_total), rng.beta(6.0, 2.5, n_total))
 
     arrival = np.zeros(n_total, dtype=np.int64)
     arrival[config.n_items :] = 1 + np.arange(config.n_new_items) // config.new_items_per_step

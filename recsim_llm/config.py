@@ -136,7 +136,7 @@ class ResponseConfig:
 
     engagement_scale: float = 10.0
     """Watch time in minutes of an item with engagement score 1."""
-    engagement_appeal_weight: float = 0.5
+    engagement_appeal_weight: float = 1.0
     """Weight of appeal in watch time: clickbait holds attention without giving value."""
     engagement_value_weight: float = 1.0
     """Weight of consumed value in watch time."""
@@ -171,7 +171,7 @@ class DynamicsConfig:
     """Per-step multiplicative decay of boredom."""
     satisfaction_rate: float = 0.1
     """Step of satisfaction per unit of (consumed value - value_reference)."""
-    value_reference: float = 0.2
+    value_reference: float = 0.15
     """Consumed value above which satisfaction rises."""
     churn_base: float = 0.002
     """Per-step churn probability of a satisfied user."""

@@ -1,0 +1,186 @@
+"""Policy evaluation: roll policies over scenarios and seeds, summarise with bootstrap intervals.
+
+One evaluation run of a policy on a seed is ``n_users`` concurrent sessions in the batched env:
+every user slot's first session (until churn or the horizon) is measured; later sessions in a
+slot (autoreset users) are not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsim_llm.agents.base import SlatePolicy
+from recsim_llm.config import EnvConfig
+from recsim_llm.results import SESSION_STEP, ResultRow
+
+SESSION_METRICS = ("return", "clicks", "session_length", "churned", "final_satisfaction")
+STEP_METRICS = ("reward", "click_rate", "true_satisfaction", "active_users")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Per-session outcomes (arrays over user slots) and per-step means over active sessions."""
+
+    sessions: dict[str, np.ndarray]
+    steps: dict[str, np.ndarray]
+
+
+def rollout(
+    policy: SlatePolicy,
+    config: EnvConfig,
+    seed: int,
+    n_users: int,
+    env: object | None = None,
+) -> Rollout:
+    """Run ``policy`` for one session per user slot on ``config`` with ``seed``.
+
+    Args:
+        policy: the slate policy (``reset(seed)`` is called first).
+        config: environment config.
+        seed: seeds the env and the policy.
+        n_users: concurrent sessions.
+        env: an existing ``SlateVectorEnv`` with ``num_envs == n_users`` to reuse (its
+            catalog and encoder embeddings are kept; it is reset with ``seed``).
+    """
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    if env is None:
+        env = SlateVectorEnv(num_envs=n_users, config=config)
+    if not isinstance(env, SlateVectorEnv) or env.num_envs != n_users:
+        raise ValueError("env must be a SlateVectorEnv with num_envs == n_users")
+    obs, _ = env.reset(seed=seed)
+    policy.reset(seed)
+    active = np.ones(n_users, dtype=bool)
+    ret = np.zeros(n_users)
+    clicks = np.zeros(n_users)
+    length = np.zeros(n_users)
+    churned = np.zeros(n_users, dtype=bool)
+    final_sat = np.zeros(n_users)
+    step_rows: dict[str, list[float]] = {m: [] for m in STEP_METRICS}
+    for _ in range(config.horizon):
+        if not active.any():
+            break
+        action = policy.act(obs, env.sim.context())
+        obs, reward, terminated, truncated, info = env.step(action)
+        n_active = int(active.sum())
+        step_rows["active_users"].append(n_active)
+        step_rows["reward"].append(float(reward[active].mean()))
+        step_rows["click_rate"].append(float(info["click"][active].mean()))
+        step_rows["true_satisfaction"].append(float(info["true_satisfaction"][active].mean()))
+        ret += np.where(active, reward, 0.0)
+        clicks += np.where(active, info["click"], 0.0)
+        length += active
+        done = (terminated | truncated) & active
+        churned |= terminated & active
+        final_sat = np.where(done, info["true_satisfaction"], final_sat)
+        active &= ~done
+    return Rollout(
+        sessions={
+            "return": ret,
+            "clicks": clicks,
+            "session_length": length,
+            "churned": churned.astype(np.float64),
+            "final_satisfaction": final_sat,
+        },
+        steps={k: np.asarray(v) for k, v in step_rows.items()},
+    )
+
+
+def rollout_rows(result: Rollout, run_id: str, policy: str, scenario: str, seed: int) -> list[ResultRow]:
+    """Tidy rows of one rollout: session means (step -1) and per-step means."""
+    rows = [
+        ResultRow(run_id, policy, scenario, seed, SESSION_STEP, m, float(np.mean(v)))
+        for m, v in result.sessions.items()
+    ]
+    for metric, values in result.steps.items():
+        rows.extend(
+            ResultRow(run_id, policy, scenario, seed, t, metric, float(v))
+            for t, v in enumerate(values)
+        )
+    return rows
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 5000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap confidence interval of the mean: (mean, low, high)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("values must be finite")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(x.size, size=(n_resamples, x.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(x.mean()), float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """A policy's per-seed session means and their bootstrap interval."""
+
+    policy: str
+    per_seed: dict[str, np.ndarray]
+    """metric -> (n_seeds,) mean over the seed's sessions."""
+
+    def ci(self, metric: str = "return") -> tuple[float, float, float]:
+        return bootstrap_ci(self.per_seed[metric])
+
+
+def evaluate(
+    policies: Sequence[SlatePolicy],
+    config: EnvConfig,
+    seeds: Sequence[int],
+    n_users: int,
+    scenario: str = "custom",
+    run_id: str = "eval",
+) -> tuple[list[PolicySummary], list[ResultRow]]:
+    """Every policy on every seed; returns summaries and all tidy rows.
+
+    The env (catalog, item embeddings) is built once and reset per seed, so every policy sees
+    the same users and the same first candidates for a given seed.
+    """
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if not policies:
+        raise ValueError("policies must not be empty")
+    env = SlateVectorEnv(num_envs=n_users, config=config)
+    summaries, rows = [], []
+    for policy in policies:
+        per_seed: dict[str, list[float]] = {m: [] for m in SESSION_METRICS}
+        for seed in seeds:
+            result = rollout(policy, config, int(seed), n_users, env=env)
+            rows.extend(rollout_rows(result, run_id, policy.name, scenario, int(seed)))
+            for m in SESSION_METRICS:
+                per_seed[m].append(float(np.mean(result.sessions[m])))
+        summaries.append(
+            PolicySummary(policy.name, {m: np.asarray(v) for m, v in per_seed.items()})
+        )
+    return summaries, rows
+
+
+def summary_table(summaries: Sequence[PolicySummary]) -> str:
+    """A markdown table: return with 95% CI, clicks, session length and churn per policy."""
+    lines = [
+        "| policy | return (min watched) | 95% CI | clicks | session length | churned |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for s in summaries:
+        mean, low, high = s.ci("return")
+        lines.append(
+            f"| {s.policy} | {mean:.1f} | [{low:.1f}, {high:.1f}] | "
+            f"{s.per_seed['clicks'].mean():.1f} | {s.per_seed['session_length'].mean():.1f} | "
+            f"{s.per_seed['churned'].mean():.1%} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Tidy result files, written atomically.
+
+A run directory holds ``results.csv`` (long format: ``run_id, policy, scenario, seed, step,
+metric, value``; ``step = -1`` marks a whole-session metric), ``config.json`` (the full config of
+the run) and ``system.json`` (versions and machine). Every file goes to a temp file in the same
+directory and is renamed into place, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULT_COLUMNS = ("run_id", "policy", "scenario", "seed", "step", "metric", "value")
+SESSION_STEP = -1
+"""``step`` value of rows that summarise a whole session."""
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One tidy observation."""
+
+    run_id: str
+    policy: str
+    scenario: str
+    seed: int
+    step: int
+    metric: str
+    value: float
+
+
+def atomic_write_text(path: str | Path, content: str) -> None:
+    """Write ``content`` to ``path`` via a temp file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, payload: Any) -> None:
+    """``payload`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def rows_to_csv(rows: Iterable[ResultRow]) -> str:
+    """Tidy rows as CSV text with the standard header."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for r in rows:
+        writer.writerow([r.run_id, r.policy, r.scenario, r.seed, r.step, r.metric, repr(float(r.value))])
+    return buffer.getvalue()
+
+
+def system_info() -> dict[str, Any]:
+    """Versions and machine facts recorded beside every run."""
+    import numpy
+
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": numpy.__version__,
+    }
+    for name in ("gymnasium", "stable_baselines3", "torch", "transformers", "peft"):
+        module = sys.modules.get(name)
+        if module is not None:
+            info[name] = getattr(module, "__version__", "unknown")
+    return info
+
+
+def write_run(
+    run_dir: str | Path,
+    rows: Iterable[ResultRow],
+    config: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a run directory (results.csv, config.json, system.json); returns its path."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"out must be a directory, but {run_dir} is a file")
+    csv_text = rows_to_csv(rows)
+    atomic_write_json(run_dir / "config.json", dict(config))
+    atomic_write_json(run_dir / "system.json", {**system_info(), **dict(extra or {})})
+    atomic_write_text(run_dir / "results.csv", csv_text)
+    return run_dir
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    """Rows of a ``results.csv`` (or of ``run_dir/results.csv``), checking the header."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != RESULT_COLUMNS:
+            raise ValueError(f"{path}: header must be {','.join(RESULT_COLUMNS)}, got {header}")
+        rows = []
+        for line_no, rec in enumerate(reader, start=2):
+            if len(rec) != len(RESULT_COLUMNS):
+                raise ValueError(f"{path}:{line_no}: expected {len(RESULT_COLUMNS)} fields")
+            try:
+                rows.append(
+                    ResultRow(rec[0], rec[1], rec[2], int(rec[3]), int(rec[4]), rec[5], float(rec[6]))
+                )
+            except ValueError as err:
+                raise ValueError(f"{path}:{line_no}: {err}") from None
+    return rows
