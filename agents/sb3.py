@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,3 +62,46 @@ def train_sb3(
     model = getattr(sb3, algorithm)("MlpPolicy", venv, **kwargs)
     model.learn(total_timesteps=total_timesteps)
     return model
+
+
+def save_sb3_model(model: Any, path: Path, config: EnvConfig) -> None:
+    """Save ``model`` to ``path`` (.zip) atomically, with its env config as ``PATH.json``."""
+    import os
+    import tempfile
+
+    from recsim_llm.config import to_dict
+    from recsim_llm.results import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        atomic_write_json(
+            path.with_suffix(".json"), {"algorithm": type(model).__name__, "env": to_dict(config)}
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_sb3_policy(path: Path) -> SB3Policy:
+    """A saved SB3 model (written by ``save_sb3_model``) as a SlatePolicy."""
+    import json
+
+    import stable_baselines3 as sb3
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"model metadata not found: {meta_path} (written beside the model)")
+    meta = json.loads(meta_path.read_text())
+    algorithm = meta.get("algorithm")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{meta_path}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    model = getattr(sb3, algorithm).load(path, device="cpu")
+    return SB3Policy(model, f"{algorithm.lower()}:{path.stem}")

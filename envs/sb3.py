@@ -45,8 +45,11 @@ class SB3VecEnv(VecEnv):
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
         self._actions = None
         dones = terminated | truncated
-        keys = [k for k, v in info.items() if isinstance(v, np.ndarray) and not k.startswith("_")
-                and k not in ("final_obs",)]
+        keys = [
+            k
+            for k, v in info.items()
+            if isinstance(v, np.ndarray) and not k.startswith("_") and k not in ("final_obs",)
+        ]
         infos: list[dict[str, Any]] = [
             {k: info[k][i].item() for k in keys} for i in range(self.num_envs)
         ]

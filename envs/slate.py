@@ -32,6 +32,7 @@ def step_info(result: StepResult, row: int | slice) -> dict[str, Any]:
     info = {
         "click": (r.click_pos >= 0)[row],
         "position": r.click_pos[row],
+        "item": r.clicked_item[row],
         "engagement": r.engagement[row],
         "rating": r.rating[row],
         "n_repaired": result.n_repaired[row],
@@ -131,9 +132,7 @@ class SlateEnv(gym.Env):
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         arr = np.asarray(action)
         if arr.shape != (self.config.slate_size,):
-            raise ValueError(
-                f"action must have shape ({self.config.slate_size},), got {arr.shape}"
-            )
+            raise ValueError(f"action must have shape ({self.config.slate_size},), got {arr.shape}")
         result = self.sim.step(arr[None, :], self.np_random)
         self.sim.draw_candidates(self.np_random)
         obs = self.sim.observe()[0]

@@ -45,7 +45,11 @@ class SlateVectorEnv(VectorEnv):
     ) -> None:
         if kwargs:
             raise ValueError(f"unexpected arguments: {sorted(kwargs)}")
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.config = resolve_config(config, scenario)
         self.num_envs = int(num_envs)
@@ -100,5 +104,5 @@ class SlateVectorEnv(VectorEnv):
             }
             self.sim.reset_users(rows, rng)
             self.sim.draw_candidates(rng, rows)
-            obs[rows] = self.sim.observe()[rows]
+            obs[rows] = self.sim.observe(rows)
         return obs, result.reward, result.terminated, result.truncated, info

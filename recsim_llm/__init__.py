@@ -13,7 +13,6 @@ from recsim_llm.config import (
     UserConfig,
     WorldConfig,
 )
-
 from recsim_llm.registration import ENV_IDS, register_envs
 
 __version__ = "0.1.0"

@@ -43,7 +43,9 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"seeds must be comma-separated integers, got {text!r}"
+        ) from None
     if not seeds:
         raise argparse.ArgumentTypeError("seeds must not be empty")
     return seeds
@@ -70,8 +72,10 @@ def run_quickstart(args: argparse.Namespace) -> int:
     config = scenario_config("default")
     if args.encoder:
         config = replace(config, encoder=args.encoder)
-    print(f"recsim-llm quickstart: default world, encoder={config.encoder!r}, seeds={args.seeds}, "
-          f"{args.users} users per seed, horizon {config.horizon}")
+    print(
+        f"recsim-llm quickstart: default world, encoder={config.encoder!r}, seeds={args.seeds}, "
+        f"{args.users} users per seed, horizon {config.horizon}"
+    )
 
     # Pick the best fixed mix on seeds disjoint from the evaluation seeds.
     tuning_seeds = [max(args.seeds) + 1000 + i for i in range(2)]
@@ -101,8 +105,13 @@ def run_quickstart(args: argparse.Namespace) -> int:
     write_run(
         args.out,
         rows,
-        {"env": to_dict(config), "seeds": args.seeds, "users": args.users, "best_mix": best_mix,
-         "ppo_steps": args.ppo_steps},
+        {
+            "env": to_dict(config),
+            "seeds": args.seeds,
+            "users": args.users,
+            "best_mix": best_mix,
+            "ppo_steps": args.ppo_steps,
+        },
     )
     print(f"results: {args.out}/results.csv ({time.perf_counter() - start:.0f}s)")
     return 0
@@ -134,11 +143,111 @@ def run_simulate(args: argparse.Namespace) -> int:
     write_run(
         args.out,
         rows,
-        {"env": to_dict(config), "policy": policy.name, "scenario": args.scenario,
-         "seeds": args.seeds, "users": args.users},
+        {
+            "env": to_dict(config),
+            "policy": policy.name,
+            "scenario": args.scenario,
+            "seeds": args.seeds,
+            "users": args.users,
+        },
     )
     print(summary_table(summaries))
     print(f"results: {args.out}/results.csv")
+    return 0
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+def parse_policy(spec: str, seed: int = 0):  # noqa: ANN201
+    """A policy from a spec: a baseline name, ``mix:SHARE``, or ``model:PATH`` (an SB3 zip)."""
+    if spec.startswith("mix:"):
+        try:
+            share = float(spec[4:])
+        except ValueError:
+            raise ValueError(f"policy spec {spec!r}: mix share must be a number") from None
+        return make_policy("mix", share)
+    if spec.startswith("model:"):
+        from recsim_llm.agents.sb3 import load_sb3_policy
+
+        return load_sb3_policy(Path(spec[6:]))
+    return make_policy(spec, seed=seed)
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policies",
+        default="random,popularity,myopic,mix:0.2,oracle",
+        help="comma-separated: random, popularity, myopic, oracle, mix:SHARE, model:PATH.zip",
+    )
+    parser.add_argument(
+        "--scenarios", default="default", help=f"comma-separated from {sorted(SCENARIOS)}"
+    )
+    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    parser.add_argument("--users", type=_positive_int, default=64)
+    parser.add_argument("--horizon", type=_positive_int, default=None)
+    parser.add_argument("--encoder", default=None)
+    parser.add_argument("--out", type=Path, required=True, help="run directory to write")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from recsim_llm.evaluation import evaluate, summary_table
+    from recsim_llm.results import atomic_write_text
+
+    specs = [p.strip() for p in args.policies.split(",") if p.strip()]
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not specs:
+        raise ValueError("policies must name at least one policy")
+    for name in scenarios:
+        if name not in SCENARIOS:
+            raise ValueError(f"scenarios: unknown scenario {name!r}; known: {sorted(SCENARIOS)}")
+    policies = [parse_policy(spec) for spec in specs]  # all parsed before anything runs
+    overrides: dict[str, object] = {}
+    if args.horizon:
+        overrides["horizon"] = args.horizon
+    if args.encoder:
+        overrides["encoder"] = args.encoder
+    all_rows, report, configs = [], [], {}
+    for name in scenarios:
+        config = scenario_config(name, **overrides)
+        configs[name] = to_dict(config)
+        summaries, rows = evaluate(policies, config, args.seeds, args.users, name, "evaluate")
+        all_rows.extend(rows)
+        report += [f"## {name}", "", summary_table(summaries), ""]
+    write_run(
+        args.out,
+        all_rows,
+        {"scenarios": configs, "policies": specs, "seeds": args.seeds, "users": args.users},
+    )
+    atomic_write_text(args.out / "summary.md", "\n".join(report))
+    print("\n".join(report))
+    print(f"results: {args.out}/results.csv")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------------
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", choices=("PPO", "A2C"), default="PPO")
+    parser.add_argument("--steps", type=_positive_int, default=50_000, help="user-steps")
+    parser.add_argument("--envs", type=_positive_int, default=16, help="concurrent users")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder", default=None)
+    parser.add_argument("--out", type=Path, required=True, help="model file to write (.zip)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from recsim_llm.agents.sb3 import save_sb3_model, train_sb3
+
+    overrides: dict[str, object] = {"encoder": args.encoder} if args.encoder else {}
+    config = scenario_config(args.scenario, **overrides)
+    if args.out.suffix != ".zip":
+        raise ValueError(f"out must end in .zip, got {args.out}")
+    t0 = time.perf_counter()
+    model = train_sb3(config, args.algo, args.steps, args.envs, args.seed)
+    save_sb3_model(model, args.out, config)
+    print(
+        f"trained {args.algo} for {args.steps} user-steps in {time.perf_counter() - t0:.0f}s: "
+        f"{args.out}"
+    )
     return 0
 
 
@@ -155,5 +264,15 @@ BUILTIN: dict[
         "Roll out one policy over seeds and write a tidy results file.",
         add_simulate_arguments,
         run_simulate,
+    ),
+    "evaluate": (
+        "Evaluate several policies over scenarios and seeds, with bootstrap intervals.",
+        add_evaluate_arguments,
+        run_evaluate,
+    ),
+    "train": (
+        "Train a Stable-Baselines3 policy on the batched env and save it.",
+        add_train_arguments,
+        run_train,
     ),
 }

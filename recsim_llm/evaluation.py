@@ -17,7 +17,17 @@ from recsim_llm.config import EnvConfig
 from recsim_llm.results import SESSION_STEP, ResultRow
 
 SESSION_METRICS = ("return", "clicks", "session_length", "churned", "final_satisfaction")
-STEP_METRICS = ("reward", "click_rate", "true_satisfaction", "active_users")
+STEP_METRICS = (
+    "reward",
+    "click_rate",
+    "new_item_click_rate",
+    "true_satisfaction",
+    "true_interest_drift",
+    "active_users",
+)
+"""Per-step means over sessions still running. ``true_interest_drift`` is 1 - cosine between a
+user's hidden interest now and at session start; ``new_item_click_rate`` counts clicks on items
+that arrived during the run (cold-start items)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,9 @@ def rollout(
     length = np.zeros(n_users)
     churned = np.zeros(n_users, dtype=bool)
     final_sat = np.zeros(n_users)
+    world = env.sim.world
+    start_interest = world.interest.copy()
+    arrival = world.catalog.arrival_step
     step_rows: dict[str, list[float]] = {m: [] for m in STEP_METRICS}
     for _ in range(config.horizon):
         if not active.any():
@@ -70,6 +83,16 @@ def rollout(
         step_rows["reward"].append(float(reward[active].mean()))
         step_rows["click_rate"].append(float(info["click"][active].mean()))
         step_rows["true_satisfaction"].append(float(info["true_satisfaction"][active].mean()))
+        clicked_new = (info["item"] >= 0) & (arrival[np.maximum(info["item"], 0)] > 0)
+        step_rows["new_item_click_rate"].append(float(clicked_new[active].mean()))
+        # Read before autoreset replaced finished users: the world's interest is post-step for
+        # continuing users; for users that just ended, their slot already holds a new user, so
+        # drift is measured on continuing sessions only.
+        going_on = active & ~(terminated | truncated)
+        cos = np.einsum("nk,nk->n", world.interest, start_interest)
+        step_rows["true_interest_drift"].append(
+            float((1.0 - cos[going_on]).mean()) if going_on.any() else float("nan")
+        )
         ret += np.where(active, reward, 0.0)
         clicks += np.where(active, info["click"], 0.0)
         length += active
@@ -89,7 +112,9 @@ def rollout(
     )
 
 
-def rollout_rows(result: Rollout, run_id: str, policy: str, scenario: str, seed: int) -> list[ResultRow]:
+def rollout_rows(
+    result: Rollout, run_id: str, policy: str, scenario: str, seed: int
+) -> list[ResultRow]:
     """Tidy rows of one rollout: session means (step -1) and per-step means."""
     rows = [
         ResultRow(run_id, policy, scenario, seed, SESSION_STEP, m, float(np.mean(v)))
@@ -99,6 +124,7 @@ def rollout_rows(result: Rollout, run_id: str, policy: str, scenario: str, seed:
         rows.extend(
             ResultRow(run_id, policy, scenario, seed, t, metric, float(v))
             for t, v in enumerate(values)
+            if np.isfinite(v)  # undefined at that step (e.g. drift when every session ended)
         )
     return rows
 

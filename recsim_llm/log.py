@@ -42,7 +42,9 @@ class InteractionLog:
         """New users in ``rows``: empty history, given profiles. Popularity is kept."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(profiles) != rows.size:
-            raise ValueError(f"profiles must have one entry per row ({rows.size}), got {len(profiles)}")
+            raise ValueError(
+                f"profiles must have one entry per row ({rows.size}), got {len(profiles)}"
+            )
         self.slates[rows] = -1
         self.click_pos[rows] = -1
         self.rating[rows] = 0.0

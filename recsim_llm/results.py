@@ -72,7 +72,9 @@ def rows_to_csv(rows: Iterable[ResultRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     for r in rows:
-        writer.writerow([r.run_id, r.policy, r.scenario, r.seed, r.step, r.metric, repr(float(r.value))])
+        writer.writerow(
+            [r.run_id, r.policy, r.scenario, r.seed, r.step, r.metric, repr(float(r.value))]
+        )
     return buffer.getvalue()
 
 
@@ -129,7 +131,9 @@ def read_results(path: str | Path) -> list[ResultRow]:
                 raise ValueError(f"{path}:{line_no}: expected {len(RESULT_COLUMNS)} fields")
             try:
                 rows.append(
-                    ResultRow(rec[0], rec[1], rec[2], int(rec[3]), int(rec[4]), rec[5], float(rec[6]))
+                    ResultRow(
+                        rec[0], rec[1], rec[2], int(rec[3]), int(rec[4]), rec[5], float(rec[6])
+                    )
                 )
             except ValueError as err:
                 raise ValueError(f"{path}:{line_no}: {err}") from None

@@ -62,4 +62,6 @@ def check_recsim_env(make_env: Callable[[], gym.Env], n_steps: int = 50) -> None
     env = make_env()
     env.reset(seed=7)
     clone = pickle.loads(pickle.dumps(env))
-    assert_same_trace(rollout_trace(env, seed=9, n_steps=5), rollout_trace(clone, seed=9, n_steps=5))
+    assert_same_trace(
+        rollout_trace(env, seed=9, n_steps=5), rollout_trace(clone, seed=9, n_steps=5)
+    )

@@ -38,9 +38,7 @@ def sample_interest(
     return interest / np.maximum(norm, 1e-9)
 
 
-def sample_users(
-    n: int, n_topics: int, config: UserConfig, rng: np.random.Generator
-) -> NewUsers:
+def sample_users(n: int, n_topics: int, config: UserConfig, rng: np.random.Generator) -> NewUsers:
     """Sample ``n`` new users with their hidden state and observable profile."""
     interest = sample_interest(n, n_topics, config, rng)
     satisfaction = rng.uniform(config.satisfaction_low, config.satisfaction_high, size=n)

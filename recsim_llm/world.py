@@ -185,7 +185,9 @@ class World:
         value = np.where(clicked, cat.quality[safe_item] * np.clip(match, 0.0, 1.0), 0.0)
         r = cfg.response
         noise = rng.standard_normal((2, n))
-        watch = r.engagement_appeal_weight * cat.appeal[safe_item] + r.engagement_value_weight * value
+        watch = (
+            r.engagement_appeal_weight * cat.appeal[safe_item] + r.engagement_value_weight * value
+        )
         engagement = np.where(
             clicked, r.engagement_scale * watch * np.exp(r.engagement_noise * noise[0]), 0.0
         )

@@ -10,7 +10,8 @@ from hypothesis.extra.numpy import arrays
 from recsim_llm.choice import Cascade, MultinomialLogit
 
 utilities = arrays(
-    np.float64, st.tuples(st.integers(1, 8), st.integers(1, 10)),
+    np.float64,
+    st.tuples(st.integers(1, 8), st.integers(1, 10)),
     elements=st.floats(-30, 30, allow_nan=False),
 )
 

@@ -121,8 +121,9 @@ def test_boredom_rises_with_repeated_topic_and_decays():
 
 
 def test_shift_event_redraws_interest_of_a_fraction_of_users():
-    world, rng = _world(n=500, seed=6, drift_std=0.0, filter_bubble_rate=0.0, shift_step=3,
-                        shift_fraction=0.5)
+    world, rng = _world(
+        n=500, seed=6, drift_std=0.0, filter_bubble_rate=0.0, shift_step=3, shift_fraction=0.5
+    )
     before = world.interest.copy()
     for _ in range(5):
         world.step(_random_slates(world, rng), rng)

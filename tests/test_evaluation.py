@@ -1,0 +1,135 @@
+"""Evaluation, bootstrap intervals, tidy results and the long-term trade-off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsim_llm.agents.baselines import (
+    FixedMixPolicy,
+    MyopicPolicy,
+    OraclePolicy,
+    RandomPolicy,
+    fixed_mix_grid,
+    top_k,
+)
+from recsim_llm.config import EnvConfig
+from recsim_llm.evaluation import bootstrap_ci, evaluate, rollout, rollout_rows
+from recsim_llm.results import RESULT_COLUMNS, read_results, write_run
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data():
+    rng = np.random.default_rng(0)
+    small = rng.normal(10, 2, size=10)
+    large = rng.normal(10, 2, size=1000)
+    m, lo, hi = bootstrap_ci(small)
+    assert lo < m < hi
+    _, lo2, hi2 = bootstrap_ci(large)
+    assert hi2 - lo2 < hi - lo
+    assert lo2 < 10 < hi2
+
+
+@pytest.mark.parametrize("values", [[], [np.nan, 1.0], [[1.0, 2.0]]])
+def test_bootstrap_ci_rejects_bad_input(values):
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_ci(values)
+
+
+def test_top_k_orders_best_first():
+    scores = np.array([[0.1, 0.5, 0.3, 0.9]])
+    assert top_k(scores, 3).tolist() == [[3, 1, 2]]
+
+
+def test_policies_return_distinct_valid_slates(bow_config):
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    env = SlateVectorEnv(32, config=bow_config)
+    obs, _ = env.reset(seed=0)
+    for policy in (RandomPolicy(), MyopicPolicy(), OraclePolicy(), *fixed_mix_grid(6)):
+        slate = policy.act(obs, env.sim.context())
+        assert slate.shape == (32, 5)
+        assert all(len(set(row)) == 5 for row in slate.tolist())
+        assert slate.min() >= 0 and slate.max() < 20
+
+
+def test_fixed_mix_shows_the_requested_share_of_clickbait(bow_config):
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    env = SlateVectorEnv(64, config=bow_config)
+    obs, _ = env.reset(seed=0)
+    ctx = env.sim.context()
+    bait = env.world.catalog.clickbait
+    enough = bait[ctx.candidates].sum(axis=1) >= 5
+    for mix, n in ((0.0, 0), (0.4, 2), (1.0, 5)):
+        slate = np.take_along_axis(ctx.candidates, FixedMixPolicy(mix).act(obs, ctx), axis=1)
+        assert (bait[slate].sum(axis=1)[enough] == n).all()
+
+
+def test_rollout_is_deterministic_and_tidy(bow_config):
+    a = rollout(RandomPolicy(), bow_config, seed=3, n_users=16)
+    b = rollout(RandomPolicy(), bow_config, seed=3, n_users=16)
+    for key in a.sessions:
+        assert np.array_equal(a.sessions[key], b.sessions[key])
+    rows = rollout_rows(a, "r", "random", "default", 3)
+    assert {r.metric for r in rows} >= {"return", "reward", "true_satisfaction"}
+    assert all(r.step == -1 for r in rows if r.metric == "return")
+
+
+def test_write_and_read_run(tmp_path, bow_config):
+    summaries, rows = evaluate([RandomPolicy()], bow_config, [0, 1], 8, "default", "t")
+    run = write_run(tmp_path / "run", rows, {"horizon": bow_config.horizon})
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "results.csv", "system.json"]
+    back = read_results(run)
+    assert len(back) == len(rows)
+    assert back[0] == rows[0]
+    header = (run / "results.csv").read_text().splitlines()[0]
+    assert header == ",".join(RESULT_COLUMNS)
+    assert not list(run.glob(".*tmp"))  # no temp files left behind
+
+
+def test_read_results_errors_name_the_file(tmp_path):
+    bad = tmp_path / "results.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="results.csv: header"):
+        read_results(bad)
+    bad.write_text(",".join(RESULT_COLUMNS) + "\nr,p,s,notanint,0,m,1.0\n")
+    with pytest.raises(ValueError, match="results.csv:2"):
+        read_results(bad)
+    with pytest.raises(FileNotFoundError):
+        read_results(tmp_path / "missing")
+
+
+def test_write_run_refuses_a_file_as_directory(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="out must be a directory"):
+        write_run(target, [], {})
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
+    from recsim_llm import results
+
+    path = tmp_path / "x.txt"
+    results.atomic_write_text(path, "old")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", boom)
+    with pytest.raises(OSError):
+        results.atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+@pytest.mark.slow
+def test_long_term_tradeoff_is_real():
+    """Interior best mix; myopic below it; oracle above it (smaller run than the benchmark)."""
+    config = EnvConfig(encoder="bow")
+    mixes = fixed_mix_grid(6)
+    summaries, _ = evaluate([*mixes, MyopicPolicy(), OraclePolicy()], config, [0, 1, 2], 128)
+    means = {s.policy: s.per_seed["return"].mean() for s in summaries}
+    best = max((m.name for m in mixes), key=means.get)
+    assert best not in ("mix-0.00", "mix-1.00")
+    assert means["myopic"] < means[best] * 0.95
+    assert means["oracle"] > means[best] * 1.05
