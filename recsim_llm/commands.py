@@ -251,6 +251,36 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dashboard ------------------------------------------------------------------------------------
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run directories")
+    parser.add_argument("--port", type=int, default=8501)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+    import sys
+
+    import recsim_llm.dashboard
+
+    app = Path(recsim_llm.dashboard.__file__).with_name("app.py")
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(args.port),
+        "--",
+        "--runs",
+        str(args.runs),
+    ]
+    return subprocess.call(command)
+
+
 BUILTIN: dict[
     str,
     tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
@@ -274,5 +304,10 @@ BUILTIN: dict[
         "Train a Stable-Baselines3 policy on the batched env and save it.",
         add_train_arguments,
         run_train,
+    ),
+    "dashboard": (
+        "Open the Streamlit dashboard on saved run directories.",
+        add_dashboard_arguments,
+        run_dashboard,
     ),
 }

@@ -1,0 +1,74 @@
+"""Loading and summarising run directories for the dashboard (pure pandas, no Streamlit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsim_llm.evaluation import bootstrap_ci
+from recsim_llm.results import RESULT_COLUMNS, SESSION_STEP
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories (holding a results.csv) under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = {p.parent for p in root.rglob("results.csv")}
+    return sorted(runs, key=lambda p: p.joinpath("results.csv").stat().st_mtime, reverse=True)
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """The tidy table of a run; raises ValueError naming the file if its columns are wrong."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    table = pd.read_csv(path)
+    if tuple(table.columns) != RESULT_COLUMNS:
+        raise ValueError(f"{path}: columns must be {RESULT_COLUMNS}, got {tuple(table.columns)}")
+    return table
+
+
+def session_summary(table: pd.DataFrame, metric: str = "return") -> pd.DataFrame:
+    """Per policy and scenario: mean over seeds of a session metric with a 95% bootstrap CI."""
+    sessions = table[(table.step == SESSION_STEP) & (table.metric == metric)]
+    rows = []
+    for (scenario, policy), group in sessions.groupby(["scenario", "policy"], sort=False):
+        values = group.value.to_numpy()
+        mean, low, high = bootstrap_ci(values) if values.size > 1 else (values[0],) * 3
+        rows.append(
+            {
+                "scenario": scenario,
+                "policy": policy,
+                "seeds": values.size,
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    return pd.DataFrame(rows, columns=["scenario", "policy", "seeds", "mean", "ci_low", "ci_high"])
+
+
+def step_curves(
+    table: pd.DataFrame, metric: str, scenario: str, max_step: int | None = None
+) -> pd.DataFrame:
+    """Step x policy table of a per-step metric, averaged over seeds."""
+    rows = table[(table.step >= 0) & (table.metric == metric) & (table.scenario == scenario)]
+    if max_step is not None:
+        rows = rows[rows.step < max_step]
+    return rows.pivot_table(index="step", columns="policy", values="value", aggfunc="mean")
+
+
+def robustness(table: pd.DataFrame, baseline: str = "default") -> pd.DataFrame:
+    """Policy x scenario mean return, and each scenario's change relative to ``baseline``."""
+    summary = session_summary(table)
+    wide = summary.pivot_table(index="policy", columns="scenario", values="mean")
+    if baseline in wide.columns:
+        for col in list(wide.columns):
+            if col != baseline:
+                wide[f"{col} vs {baseline}"] = (wide[col] / wide[baseline] - 1.0).map(
+                    lambda x: f"{x:+.1%}" if np.isfinite(x) else ""
+                )
+    return wide
