@@ -10,6 +10,8 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recsim_llm
 from recsim_llm.config import EnvConfig
@@ -234,3 +236,22 @@ def test_same_trace_helper_detects_differences(bow_config):
     b["rewards"][0] += 1.0
     with pytest.raises(AssertionError):
         assert_same_trace(a, b)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    actions=st.lists(st.lists(st.integers(0, 19), min_size=5, max_size=5), min_size=1, max_size=8)
+)
+def test_repaired_slates_never_repeat_an_item(actions):
+    fixed, n_repaired = _SHARED_ENV.sim.repair(np.asarray(actions[:1], dtype=np.int64))
+    row, original = fixed[0].tolist(), actions[0]
+    assert len(set(row)) == 5
+    assert min(row) >= 0 and max(row) < 20
+    for j, a in enumerate(original):
+        # A slot keeps its candidate unless an earlier slot of the final slate already shows it.
+        assert (row[j] == a) == (a not in row[:j])
+    assert n_repaired[0] == sum(r != a for r, a in zip(row, original, strict=True))
+
+
+_SHARED_ENV = SlateEnv(config=EnvConfig(encoder="bow"))
+_SHARED_ENV.reset(seed=0)
