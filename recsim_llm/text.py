@@ -6,7 +6,7 @@ bag-of-words baseline and the language-model encoders read exactly the same word
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 TOPIC_NAMES: tuple[str, ...] = (
     "space",
@@ -128,3 +128,36 @@ def history_text(profile: str, events: Sequence[str]) -> str:
     if not events:
         return f"{profile} History: none yet."
     return f"{profile} History: " + "; ".join(events) + "."
+
+
+def history_text_within(
+    profile: str, events: Sequence[str], n_tokens: Callable[[str], int], budget: int
+) -> str:
+    """``history_text`` keeping the most recent events whose text fits ``budget`` tokens.
+
+    ``n_tokens`` counts the tokens of a text (a tokenizer's length). Whole events are dropped
+    from the oldest end; the profile is always kept (it may alone exceed the budget).
+    """
+    if n_tokens(history_text(profile, events)) <= budget:
+        return history_text(profile, events)
+    low, high = 0, len(events)  # the longest fitting prefix lies in [low, high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if n_tokens(history_text(profile, events[:mid])) <= budget:
+            low = mid
+        else:
+            high = mid
+    return history_text(profile, events[:low])
+
+
+def demographic_profile_text(age: int, gender: str, occupation: str) -> str:
+    """A real user's profile from demographics only (MovieLens: age, gender, occupation)."""
+    sex = {"M": "man", "F": "woman"}.get(gender, "person")
+    job = {
+        "none": "has no occupation",
+        "other": "works in another occupation",
+        "retired": "is retired",
+        "student": "is a student",
+        "homemaker": "is a homemaker",
+    }.get(occupation, f"works as {occupation}")
+    return f"User aged {int(age)}, a {sex} who {job}."
