@@ -93,15 +93,15 @@ class SlateVectorEnv(VectorEnv):
         done = result.terminated | result.truncated
         if done.any():
             rows = np.flatnonzero(done)
+            final_info: dict[str, Any] = {k: v.copy() for k, v in info.items()}
+            final_info.update({f"_{k}": done.copy() for k in info})
             final_obs = np.full(self.num_envs, None, dtype=object)
             for row in rows:
                 final_obs[row] = obs[row].copy()
             info["final_obs"] = final_obs
             info["_final_obs"] = done.copy()
-            info["final_info"] = {
-                **{k: v.copy() for k, v in info.items() if isinstance(v, np.ndarray)},
-                **{f"_{k}": done.copy() for k in step_info(result, slice(None))},
-            }
+            info["final_info"] = final_info
+            info["_final_info"] = done.copy()
             self.sim.reset_users(rows, rng)
             self.sim.draw_candidates(rng, rows)
             obs[rows] = self.sim.observe(rows)

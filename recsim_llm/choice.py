@@ -63,11 +63,17 @@ class Cascade:
         attract = 1.0 / (1.0 + np.exp(-(utilities - no_click[:, None])))
         n, k = utilities.shape
         probs = np.empty((n, k + 1))
-        reach = np.ones(n)
+        reach = np.ones(n)  # probability of examining slot j
+        stop_unclicked = np.zeros(n)  # probability of leaving without a click before slot j
         for j in range(k):
             probs[:, j] = reach * attract[:, j]
-            reach = reach * (1.0 - attract[:, j]) * (self.continue_prob if j < k - 1 else 1.0)
-        probs[:, k] = 1.0 - probs[:, :k].sum(axis=1)
+            skipped = reach * (1.0 - attract[:, j])
+            if j < k - 1:
+                stop_unclicked += skipped * (1.0 - self.continue_prob)
+                reach = skipped * self.continue_prob
+            else:
+                stop_unclicked += skipped
+        probs[:, k] = stop_unclicked
         return probs
 
     def sample(

@@ -48,6 +48,8 @@ def _seeds(text: str) -> list[int]:
         ) from None
     if not seeds:
         raise argparse.ArgumentTypeError("seeds must not be empty")
+    if min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
     return seeds
 
 
@@ -68,6 +70,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from recsim_llm.agents import baselines
     from recsim_llm.evaluation import evaluate, summary_table
 
+    check_out_dir(args.out)
     start = time.perf_counter()
     config = scenario_config("default")
     if args.encoder:
@@ -129,9 +132,16 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
+def check_out_dir(out: Path) -> None:
+    """Fail before any work when ``out`` cannot become a run directory."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory, but {out} is a file")
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
+    check_out_dir(args.out)
     policy = make_policy(args.policy, args.mix)
     overrides: dict[str, object] = {}
     if args.horizon:
@@ -190,8 +200,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
-    from recsim_llm.results import atomic_write_text
 
+    check_out_dir(args.out)
     specs = [p.strip() for p in args.policies.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not specs:
@@ -216,8 +226,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.out,
         all_rows,
         {"scenarios": configs, "policies": specs, "seeds": args.seeds, "users": args.users},
+        files={"summary.md": "\n".join(report)},
     )
-    atomic_write_text(args.out / "summary.md", "\n".join(report))
     print("\n".join(report))
     print(f"results: {args.out}/results.csv")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ T = TypeVar("T")
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < low or (high is not None and value > high):
         upper = "inf" if high is None else str(high)
@@ -26,7 +27,7 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
 def _check_float(
     name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -252,7 +253,12 @@ class EnvConfig:
     history_length: int = 20
     """Past steps kept in the observable interaction log."""
     encoder: str = "bow"
-    """User encoder: 'bow' (hashed bag of words of the history text)."""
+    """User encoder: 'bow' (hashed bag of words of the history text), 'lm-fast' (fine-tuned LM:
+    cached item embeddings and an incremental user state) or 'lm-exact' (the LM re-encodes the
+    history text every step; slow reference)."""
+    encoder_path: str = ""
+    """Directory of a fine-tuned LM encoder (``recsim-llm finetune``) for the 'lm-*' encoders;
+    '' = the encoder shipped with the package (fine-tuned on the default world)."""
     encoder_dim: int = 32
     """Embedding dimension of the bag-of-words encoder."""
     history_decay: float = 0.8
@@ -284,9 +290,17 @@ class EnvConfig:
         _check_int("popular_pool", self.popular_pool, 1)
         _check_int("new_item_window", self.new_item_window, 1)
         _check_int("horizon", self.horizon, 1)
+        shift = self.world.dynamics
+        if shift.shift_step >= self.horizon and shift.shift_fraction > 0.0:
+            raise ValueError(
+                f"dynamics.shift_step must be < horizon ({self.horizon}) for the shift event to "
+                f"happen, got {shift.shift_step}"
+            )
         _check_int("history_length", self.history_length, 1)
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ValueError(f"encoder must be a non-empty string, got {self.encoder!r}")
+        if not isinstance(self.encoder_path, str):
+            raise ValueError(f"encoder_path must be a string, got {self.encoder_path!r}")
         _check_int("encoder_dim", self.encoder_dim, 2, 4096)
         _check_float("history_decay", self.history_decay, 0.0, 1.0)
         _check_choice("duplicate_policy", self.duplicate_policy, ("repair", "error"))

@@ -179,6 +179,10 @@ def evaluate(
 
     if not seeds:
         raise ValueError("seeds must not be empty")
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
+    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1:
+        raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
     if not policies:
         raise ValueError("policies must not be empty")
     env = SlateVectorEnv(num_envs=n_users, config=config)

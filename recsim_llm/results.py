@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -48,11 +49,18 @@ def atomic_write_text(path: str | Path, content: str) -> None:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: str | Path, payload: Any) -> None:
@@ -101,15 +109,38 @@ def write_run(
     rows: Iterable[ResultRow],
     config: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write a run directory (results.csv, config.json, system.json); returns its path."""
+    """Write a run directory (results.csv, config.json, system.json, extra ``files``).
+
+    The files are written into a temporary sibling directory which then replaces ``run_dir`` as
+    a whole, so a reader never sees files of two different runs mixed. Returns the path.
+    """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"out must be a directory, but {run_dir} is a file")
     csv_text = rows_to_csv(rows)
-    atomic_write_json(run_dir / "config.json", dict(config))
-    atomic_write_json(run_dir / "system.json", {**system_info(), **dict(extra or {})})
-    atomic_write_text(run_dir / "results.csv", csv_text)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.", suffix=".tmp"))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        atomic_write_json(staging / "config.json", dict(config))
+        atomic_write_json(staging / "system.json", {**system_info(), **dict(extra or {})})
+        for name, content in (files or {}).items():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"files: {name!r} must be a plain file name")
+            atomic_write_text(staging / name, content)
+        atomic_write_text(staging / "results.csv", csv_text)
+        if run_dir.exists():
+            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            os.replace(run_dir, old)
+            os.replace(staging, run_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, run_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return run_dir
 
 

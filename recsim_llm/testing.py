@@ -23,12 +23,8 @@ def rollout_trace(env: gym.Env, seed: int, n_steps: int, action_seed: int = 0) -
     rng = np.random.default_rng(action_seed)
     obs, _ = env.reset(seed=seed)
     observations, rewards, dones = [obs], [], []
-    space = env.action_space
     for _ in range(n_steps):
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            action = rng.integers(space.nvec)
-        else:
-            action = rng.uniform(space.low, space.high).astype(space.dtype)
+        action = _sample(env.action_space, rng)
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(reward)
         dones.append(bool(terminated or truncated))
@@ -49,19 +45,48 @@ def assert_same_trace(a: dict[str, Any], b: dict[str, Any]) -> None:
             raise AssertionError(f"traces differ in {key}")
 
 
+def _without_make_wrappers(env: gym.Env) -> gym.Env:
+    """Strip the bookkeeping wrappers ``gym.make`` adds, keeping the env's own wrappers."""
+    from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
+
+    while isinstance(env, (OrderEnforcing, PassiveEnvChecker)):
+        env = env.env
+    return env
+
+
 def check_recsim_env(make_env: Callable[[], gym.Env], n_steps: int = 50) -> None:
-    """Gymnasium + SB3 checks, determinism and a pickle round trip for ``make_env()``."""
+    """Gymnasium + SB3 checks, determinism and a pickle round trip for ``make_env()``.
+
+    The pickle check copies the env mid-episode and requires both copies to continue
+    identically without a reset.
+    """
     from gymnasium.utils.env_checker import check_env as gym_check
     from stable_baselines3.common.env_checker import check_env as sb3_check
 
-    gym_check(make_env().unwrapped, skip_render_check=True)
+    gym_check(_without_make_wrappers(make_env()), skip_render_check=True)
     sb3_check(make_env(), warn=False)
     first = rollout_trace(make_env(), seed=123, n_steps=n_steps)
     second = rollout_trace(make_env(), seed=123, n_steps=n_steps)
     assert_same_trace(first, second)
+
     env = make_env()
     env.reset(seed=7)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        _, _, terminated, truncated, _ = env.step(_sample(env.action_space, rng))
+        if terminated or truncated:
+            env.reset()
     clone = pickle.loads(pickle.dumps(env))
-    assert_same_trace(
-        rollout_trace(env, seed=9, n_steps=5), rollout_trace(clone, seed=9, n_steps=5)
-    )
+    for _ in range(5):
+        action = _sample(env.action_space, rng)
+        a, b = env.step(action), clone.step(action)
+        if not (np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2:4] == b[2:4]):
+            raise AssertionError("a pickled copy does not continue like the original")
+        if a[2] or a[3]:
+            break
+
+
+def _sample(space: gym.Space, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return rng.integers(space.nvec)
+    return rng.uniform(space.low, space.high).astype(space.dtype)

@@ -164,6 +164,10 @@ class World:
             raise ValueError(f"slates must hold integer item ids, got dtype {slates.dtype}")
         if slates.size and (slates.min() < 0 or slates.max() >= self.catalog.n_total):
             raise ValueError(f"slates must hold item ids in [0, {self.catalog.n_total - 1}]")
+        if slates.shape[1] > 1:
+            ranked = np.sort(slates, axis=1)
+            if (ranked[:, 1:] == ranked[:, :-1]).any():
+                raise ValueError("slates must not show an item twice to the same user")
         return slates
 
     def step(self, slates: np.ndarray, rng: np.random.Generator) -> Responses:

@@ -91,3 +91,20 @@ def test_quickstart_small_run(tmp_path, capsys):
     for name in ("random", "myopic", "oracle", "mix-"):
         assert name in text
     assert (out / "results.csv").is_file()
+
+
+def test_negative_seed_is_a_usage_error(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--seeds=-1", "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "seeds must be >= 0" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_fails_before_any_work(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    assert main(["evaluate", "--policies", "random", "--out", str(target), "--encoder", "bow"]) == 2
+    assert "out must be a directory" in capsys.readouterr().err
+    assert target.read_text() == "keep"

@@ -44,6 +44,11 @@ INVALID = [
     (EnvConfig, {"history_decay": -0.1}, "history_decay"),
     (EnvConfig, {"n_candidates": 5000}, "n_candidates"),
     (EnvConfig, {"encoder": ""}, "encoder"),
+    (
+        EnvConfig,
+        {"world": WorldConfig(dynamics=DynamicsConfig(shift_step=200, shift_fraction=0.5))},
+        "dynamics.shift_step",
+    ),
 ]
 
 
@@ -76,3 +81,10 @@ def test_unknown_encoder_is_rejected_at_env_creation():
 
     with pytest.raises(ValueError, match="encoder must be one of"):
         SlateEnv(config=EnvConfig(encoder="nope"))
+
+
+def test_numpy_scalars_are_accepted():
+    import numpy as np
+
+    config = EnvConfig(slate_size=np.int64(3), history_decay=np.float32(0.5))
+    assert config.slate_size == 3

@@ -26,7 +26,7 @@ def runs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     rows = []
     for scenario in ("default", "taste-shift"):
-        config = scenario_config(scenario, encoder="bow", horizon=25)
+        config = scenario_config(scenario, encoder="bow", horizon=45)
         _, part = evaluate(
             [RandomPolicy(), MyopicPolicy(), FixedMixPolicy(0.2)],
             config,
@@ -47,7 +47,7 @@ def test_summaries(runs_root):
     assert (summary.ci_low <= summary["mean"]).all() and (summary["mean"] <= summary.ci_high).all()
     curves = data.step_curves(table, "true_satisfaction", "default")
     assert list(curves.columns) == sorted(["random", "myopic", "mix-0.20"])
-    assert curves.index.max() < 25
+    assert curves.index.max() < 45
     wide = data.robustness(table)
     assert "taste-shift vs default" in wide.columns
 

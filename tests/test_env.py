@@ -75,30 +75,52 @@ def test_different_seeds_differ(bow_config):
 
 
 def test_observation_never_contains_hidden_state(bow_config):
-    """Changing every hidden quantity leaves the observation unchanged."""
+    """Perturbing every hidden array leaves the encoder update and the observation unchanged."""
     env = SlateEnv(config=bow_config)
     obs, _ = env.reset(seed=3)
-    world = env.world
-    world.interest[:] = np.roll(world.interest, 3, axis=1)
-    world.satisfaction[:] = 0.01
-    world.boredom[:] = 0.9
-    assert np.array_equal(env.sim.observe()[0], obs)
-    hidden = np.concatenate(
+    for _ in range(3):
+        obs, *_ = env.step(np.arange(5))
+    sim = env.sim
+    states = sim.states.copy()
+    sim.encoder.update(states, sim.log, sim.item_embeddings, sim.titles)
+    expected = (states.copy(), sim.observe().copy())
+    world, cat = env.world, env.world.catalog
+    hidden = [
+        world.interest,
+        world.satisfaction,
+        world.boredom,
+        cat.latent,
+        cat.quality,
+        cat.appeal,
+    ]
+    originals = [a.copy() for a in hidden]
+    try:
+        for a in hidden:
+            a[...] = np.random.default_rng(0).random(a.shape)
+        cat.clickbait[...] = ~cat.clickbait
+        states2 = sim.states.copy()
+        sim.encoder.update(states2, sim.log, sim.item_embeddings, sim.titles)
+        assert np.array_equal(states2, expected[0])
+        assert np.array_equal(sim.observe(), expected[1])
+    finally:
+        for a, o in zip(hidden, originals, strict=True):
+            a[...] = o
+        cat.clickbait[...] = ~cat.clickbait
+    secret = np.concatenate(
         [
             world.interest.ravel(),
-            world.catalog.latent[env.candidates].ravel(),
-            world.catalog.quality[env.candidates],
-            world.catalog.appeal[env.candidates],
+            cat.latent[env.candidates].ravel(),
+            cat.quality[env.candidates],
+            cat.appeal[env.candidates],
         ]
     )
-    assert not np.isin(hidden.astype(np.float32), obs).any()
+    assert not np.isin(secret.astype(np.float32), obs).any()
 
 
 def test_terminated_is_churn_and_truncated_is_horizon():
     config = EnvConfig(encoder="bow", horizon=5)
     env = SlateEnv(config=config)
     env.reset(seed=0)
-    env.world.config = env.world.config  # churn depends on satisfaction only
     env.world.satisfaction[:] = 1.0
     steps, truncated, terminated = 0, False, False
     while not (truncated or terminated):
@@ -107,9 +129,6 @@ def test_terminated_is_churn_and_truncated_is_horizon():
     assert steps <= 5
     if not terminated:
         assert truncated and steps == 5
-    env.reset(seed=0)
-    env.world.satisfaction[:] = 0.0
-    env.world.config = EnvConfig(encoder="bow").world  # same world config; low satisfaction
     churned = 0
     for seed in range(30):
         env.reset(seed=seed)
@@ -220,7 +239,7 @@ def test_pickle_round_trip_keeps_trajectory(bow_config):
 def test_scenarios_run(scenario):
     from recsim_llm.scenarios import scenario_config
 
-    env = SlateEnv(config=scenario_config(scenario, encoder="bow", horizon=10))
+    env = SlateEnv(config=scenario_config(scenario, encoder="bow", horizon=45))
     trace = rollout_trace(env, seed=0, n_steps=15)
     assert np.all(np.isfinite(trace["observations"]))
 
@@ -243,14 +262,16 @@ def test_same_trace_helper_detects_differences(bow_config):
     actions=st.lists(st.lists(st.integers(0, 19), min_size=5, max_size=5), min_size=1, max_size=8)
 )
 def test_repaired_slates_never_repeat_an_item(actions):
-    fixed, n_repaired = _SHARED_ENV.sim.repair(np.asarray(actions[:1], dtype=np.int64))
-    row, original = fixed[0].tolist(), actions[0]
-    assert len(set(row)) == 5
-    assert min(row) >= 0 and max(row) < 20
-    for j, a in enumerate(original):
-        # A slot keeps its candidate unless an earlier slot of the final slate already shows it.
-        assert (row[j] == a) == (a not in row[:j])
-    assert n_repaired[0] == sum(r != a for r, a in zip(row, original, strict=True))
+    original = np.asarray(actions, dtype=np.int64)
+    fixed, n_repaired = _SHARED_ENV.sim.repair(original)
+    assert fixed.shape == original.shape
+    for row, orig, n in zip(fixed.tolist(), original.tolist(), n_repaired, strict=True):
+        assert len(set(row)) == 5
+        assert min(row) >= 0 and max(row) < 20
+        for j, a in enumerate(orig):
+            # A slot keeps its candidate unless an earlier slot of the final slate shows it.
+            assert (row[j] == a) == (a not in row[:j])
+        assert n == sum(r != a for r, a in zip(row, orig, strict=True))
 
 
 _SHARED_ENV = SlateEnv(config=EnvConfig(encoder="bow"))

@@ -133,3 +133,25 @@ def test_long_term_tradeoff_is_real():
     assert best not in ("mix-0.00", "mix-1.00")
     assert means["myopic"] < means[best] * 0.95
     assert means["oracle"] > means[best] * 1.05
+
+
+def test_result_files_are_shared_readable_and_replace_runs_whole(tmp_path, bow_config):
+    import os
+    import stat
+
+    _, rows = evaluate([RandomPolicy()], bow_config, [0], 4, "default", "t")
+    run = write_run(tmp_path / "run", rows, {"a": 1}, files={"summary.md": "first"})
+    mode = stat.S_IMODE(os.stat(run / "results.csv").st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH
+    write_run(tmp_path / "run", rows[:3], {"a": 2})
+    assert not (run / "summary.md").exists()  # nothing of the first run is left
+    assert len(read_results(run)) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "n_users", "message"), [([-1], 4, "seeds"), ([0], 0, "n_users"), ([], 4, "seeds")]
+)
+def test_evaluate_rejects_bad_arguments(seeds, n_users, message, bow_config):
+    with pytest.raises(ValueError, match=message):
+        evaluate([RandomPolicy()], bow_config, seeds, n_users)

@@ -144,6 +144,7 @@ BAD_SLATES = [
     (np.full((64, 5), 10**6), "item ids"),
     (np.full((64, 5), -1), "item ids"),
     (np.zeros((64, 5)), "integer"),
+    (np.tile(np.array([0, 1, 2, 3, 3]), (64, 1)), "twice"),
 ]
 
 
