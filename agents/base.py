@@ -27,6 +27,8 @@ class SlateContext:
     steps_left: np.ndarray
     """(n_users,) steps until the horizon."""
     world: World
+    obs_layout: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """Observation layout: (user_dim, n_user_scalars, item_dim, n_item_scalars)."""
 
 
 @runtime_checkable
@@ -41,4 +43,13 @@ class SlatePolicy(Protocol):
 
     def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
         """(n_users, slate_size) int indices into ``context.candidates``."""
+        ...
+
+
+@runtime_checkable
+class LearningSlatePolicy(SlatePolicy, Protocol):
+    """A policy that adjusts online from the feedback of the slates it showed."""
+
+    def update(self, observation: np.ndarray, slate: np.ndarray, info: dict) -> None:
+        """Learn from one step: the observation acted on, the chosen slate, the step's info."""
         ...

@@ -230,4 +230,10 @@ class SlateSimulator:
             popularity=self.log.popularity,
             steps_left=self.config.horizon - self.world.session_step,
             world=self.world,
+            obs_layout=(
+                self.encoder.user_dim,
+                N_USER_SCALARS,
+                self.encoder.item_dim,
+                N_ITEM_SCALARS,
+            ),
         )

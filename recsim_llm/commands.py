@@ -12,7 +12,7 @@ from recsim_llm.config import EnvConfig, to_dict
 from recsim_llm.results import write_run
 from recsim_llm.scenarios import SCENARIOS, scenario_config
 
-POLICY_NAMES = ("random", "popularity", "myopic", "oracle", "mix")
+POLICY_NAMES = ("random", "popularity", "linucb", "myopic", "oracle", "mix")
 
 
 def make_policy(name: str, mix: float = 0.4, seed: int = 0):  # noqa: ANN201
@@ -23,6 +23,10 @@ def make_policy(name: str, mix: float = 0.4, seed: int = 0):  # noqa: ANN201
         return baselines.RandomPolicy(seed)
     if name == "popularity":
         return baselines.PopularityPolicy(seed)
+    if name == "linucb":
+        from recsim_llm.agents.bandits import LinUCBPolicy
+
+        return LinUCBPolicy()
     if name == "myopic":
         return baselines.MyopicPolicy()
     if name == "oracle":
@@ -88,9 +92,12 @@ def run_quickstart(args: argparse.Namespace) -> int:
     best_mix = float(best.policy.split("-")[1])
     print(f"  best fixed mix on tuning seeds {tuning_seeds}: {best_mix:.2f}")
 
+    from recsim_llm.agents.bandits import LinUCBPolicy
+
     policies = [
         baselines.RandomPolicy(),
         baselines.PopularityPolicy(),
+        LinUCBPolicy(),
         baselines.MyopicPolicy(),
         baselines.FixedMixPolicy(best_mix),
         baselines.OraclePolicy(),

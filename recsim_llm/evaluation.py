@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsim_llm.agents.base import SlatePolicy
+from recsim_llm.agents.base import LearningSlatePolicy, SlatePolicy
 from recsim_llm.config import EnvConfig
 from recsim_llm.results import SESSION_STEP, ResultRow
 
@@ -76,8 +76,11 @@ def rollout(
     for _ in range(config.horizon):
         if not active.any():
             break
+        acted_on = obs
         action = policy.act(obs, env.sim.context())
         obs, reward, terminated, truncated, info = env.step(action)
+        if isinstance(policy, LearningSlatePolicy):
+            policy.update(acted_on, np.asarray(action), info)
         n_active = int(active.sum())
         step_rows["active_users"].append(n_active)
         step_rows["reward"].append(float(reward[active].mean()))

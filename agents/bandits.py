@@ -1,0 +1,92 @@
+"""A contextual bandit baseline: LinUCB on encoder features, learning online from clicks.
+
+It reads only the observation (the encoder's user state and the candidates' embeddings) and the
+click feedback of the slates it showed; it never reads hidden state. One linear model is shared by
+all users; the feature of a (user, candidate) pair is the candidate embedding, its element-wise
+products with each block of the user state, and the candidate's observable scalars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from recsim_llm.agents.base import SlateContext
+from recsim_llm.agents.baselines import top_k
+
+
+class LinUCBPolicy:
+    """Shared-parameter LinUCB over slates: top-k by ``θ·x + alpha·sqrt(xᵀA⁻¹x)``.
+
+    The model is sized from ``SlateContext.obs_layout`` at the first step of a run.
+
+    Args:
+        alpha: exploration width.
+        ridge: prior precision (A starts as ``ridge·I``).
+    """
+
+    name = "linucb"
+
+    def __init__(self, alpha: float = 0.5, ridge: float = 1.0) -> None:
+        if not alpha >= 0 or not ridge > 0:
+            raise ValueError(f"alpha must be >= 0 and ridge > 0, got {alpha}, {ridge}")
+        self.alpha, self.ridge = float(alpha), float(ridge)
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self._layout: tuple[int, int, int, int] | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def _init(self, layout: tuple[int, int, int, int]) -> None:
+        user_dim, _, item_dim, n_item_scalars = layout
+        if min(user_dim, item_dim) < 1:
+            raise ValueError(f"obs_layout must give positive user and item dims, got {layout}")
+        self._layout = layout
+        self._blocks = user_dim // item_dim if user_dim % item_dim == 0 else 1
+        self.dim = item_dim * (self._blocks + 1) + n_item_scalars + 1
+        self._a = np.eye(self.dim) * self.ridge
+        self._b = np.zeros(self.dim)
+        self._a_inv = np.eye(self.dim) / self.ridge
+        self._theta = np.zeros(self.dim)
+
+    def features(self, observation: np.ndarray) -> np.ndarray:
+        """(n_users, n_candidates, dim) features from a batch of observations."""
+        assert self._layout is not None
+        user_dim, n_user_scalars, item_dim, n_item_scalars = self._layout
+        obs = np.asarray(observation, dtype=np.float64)
+        n = obs.shape[0]
+        user = obs[:, :user_dim]
+        items = obs[:, user_dim + n_user_scalars :].reshape(n, -1, item_dim + n_item_scalars)
+        emb, scalars = items[..., :item_dim], items[..., item_dim:]
+        if self._blocks > 1:
+            blocks = user.reshape(n, self._blocks, item_dim)
+        else:
+            blocks = user[:, None, :item_dim]
+        inter = emb[:, :, None, :] * blocks[:, None, :, :]  # (n, c, blocks, item_dim)
+        ones = np.ones((n, items.shape[1], 1))
+        return np.concatenate([emb, inter.reshape(n, items.shape[1], -1), scalars, ones], axis=2)
+
+    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+        if self._layout is None:
+            self._init(context.obs_layout)
+        x = self.features(observation)
+        mean = x @ self._theta
+        width = np.sqrt(np.maximum(((x @ self._a_inv) * x).sum(axis=2), 0.0))
+        jitter = self._rng.random(mean.shape) * 1e-9  # random tie-breaking, seeded
+        return top_k(mean + self.alpha * width + jitter, context.slate_size)
+
+    def update(self, observation: np.ndarray, slate: np.ndarray, info: dict[str, Any]) -> None:
+        """Learn from one step: each shown candidate is a 1 (clicked) or 0 (skipped) sample."""
+        if self._layout is None:
+            raise RuntimeError("update() before act(): the model is sized at the first act()")
+        x = self.features(observation)
+        shown = np.take_along_axis(x, slate[:, :, None], axis=1).reshape(-1, self.dim)
+        clicked = np.zeros(slate.shape)
+        pos = np.asarray(info["position"])
+        rows = np.flatnonzero(pos >= 0)
+        clicked[rows, pos[rows]] = 1.0
+        self._a += shown.T @ shown
+        self._b += shown.T @ clicked.ravel()
+        self._a_inv = np.linalg.inv(self._a)
+        self._theta = self._a_inv @ self._b
