@@ -252,10 +252,10 @@ class EnvConfig:
     """Steps per session before truncation."""
     history_length: int = 20
     """Past steps kept in the observable interaction log."""
-    encoder: str = "bow"
-    """User encoder: 'bow' (hashed bag of words of the history text), 'lm-fast' (fine-tuned LM:
-    cached item embeddings and an incremental user state) or 'lm-exact' (the LM re-encodes the
-    history text every step; slow reference)."""
+    encoder: str = "lm-fast"
+    """User encoder: 'lm-fast' (the fine-tuned LM encoder: cached item and profile embeddings
+    and an incremental user state; the default), 'lm-exact' (the LM re-encodes the history text
+    every step; slow reference) or 'bow' (hashed bag of words of the history text; non-LM)."""
     encoder_path: str = ""
     """Directory of a fine-tuned LM encoder (``recsim-llm finetune``) for the 'lm-*' encoders;
     '' = the encoder shipped with the package (fine-tuned on the default world)."""

