@@ -68,6 +68,12 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoder", default=None, help="encoder name (default: the env config's default)"
     )
+    parser.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune a fresh LoRA encoder on the default world first (a few minutes) and use "
+        "it instead of the shipped one",
+    )
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
@@ -79,6 +85,16 @@ def run_quickstart(args: argparse.Namespace) -> int:
     config = scenario_config("default")
     if args.encoder:
         config = replace(config, encoder=args.encoder)
+    if args.finetune:
+        from recsim_llm.lm import quickstart_encoder
+
+        if args.encoder and args.encoder not in ("lm-fast", "lm-exact"):
+            raise ValueError(f"--finetune needs an LM encoder, got --encoder {args.encoder}")
+        t0 = time.perf_counter()
+        path = quickstart_encoder(args.out.with_name(args.out.name + "-encoder"), train=True)
+        encoder = args.encoder or "lm-fast"
+        config = replace(config, encoder=encoder, encoder_path=str(path))
+        print(f"  fine-tuned a LoRA encoder in {time.perf_counter() - t0:.0f}s: {path}")
     print(
         f"recsim-llm quickstart: default world, encoder={config.encoder!r}, seeds={args.seeds}, "
         f"{args.users} users per seed, horizon {config.horizon}"
