@@ -64,7 +64,7 @@ def step_curves(
 def robustness(table: pd.DataFrame, baseline: str = "default") -> pd.DataFrame:
     """Policy x scenario mean return, and each scenario's change relative to ``baseline``."""
     summary = session_summary(table)
-    wide = summary.pivot_table(index="policy", columns="scenario", values="mean")
+    wide = summary.pivot_table(index="policy", columns="scenario", values="mean").round(1)
     if baseline in wide.columns:
         for col in list(wide.columns):
             if col != baseline:
@@ -72,3 +72,8 @@ def robustness(table: pd.DataFrame, baseline: str = "default") -> pd.DataFrame:
                     lambda x: f"{x:+.1%}" if np.isfinite(x) else ""
                 )
     return wide
+
+
+def default_index(scenarios: list[str], preferred: str = "default") -> int:
+    """Position of ``preferred`` in ``scenarios`` (0 when absent), for select boxes."""
+    return scenarios.index(preferred) if preferred in scenarios else 0

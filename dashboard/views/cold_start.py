@@ -8,7 +8,8 @@ from recsim_llm.dashboard.common import selected_table
 st.title("Cold start")
 run, table = selected_table()
 if table is not None:
-    scenario = st.selectbox("Scenario", sorted(table.scenario.unique()))
+    scenarios = sorted(table.scenario.unique())
+    scenario = st.selectbox("Scenario", scenarios, index=data.default_index(scenarios))
     steps = st.slider("First steps of a session", 5, 100, 20)
     st.subheader("Click rate of new users over their first steps")
     st.line_chart(data.step_curves(table, "click_rate", scenario, steps))

@@ -8,7 +8,8 @@ from recsim_llm.dashboard.common import selected_table
 st.title("Interest drift and satisfaction")
 run, table = selected_table()
 if table is not None:
-    scenario = st.selectbox("Scenario", sorted(table.scenario.unique()))
+    scenarios = sorted(table.scenario.unique())
+    scenario = st.selectbox("Scenario", scenarios, index=data.default_index(scenarios))
     st.subheader("Hidden interest drift (1 - cosine to session start)")
     st.line_chart(data.step_curves(table, "true_interest_drift", scenario))
     st.subheader("Hidden satisfaction")
