@@ -51,6 +51,7 @@ from recsim_llm.config import (
     WorldConfig,
 )
 from recsim_llm.movielens import GENRES, GROUPLENS_FILES, RECBOLE_FILES, MovieLens, load_movielens
+from recsim_llm.results import share_file_mode
 from recsim_llm.users import NewUsers
 from recsim_llm.world import World
 
@@ -922,13 +923,6 @@ def _fingerprint(data_dir: Path, config: CalibrationConfig) -> str:
     return h.hexdigest()[:32]
 
 
-def _chmod_default(path: str) -> None:
-    """Give a temp file the permissions a plainly created file would have (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _save_fit(path: Path, fit: CalibrationFit) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -946,7 +940,7 @@ def _save_fit(path: Path, fit: CalibrationFit) -> None:
                 satisfaction=fit.satisfaction,
                 scalars=np.array(json.dumps(fit.scalars)),
             )
-        _chmod_default(tmp)
+        share_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -25,10 +25,13 @@ class ChoiceModel(Protocol):
         ...
 
 
-def _sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _sample_position(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n,) a draw from each row of (n, k + 1) probabilities: slot index, or -1 for no click."""
     cum = np.cumsum(probs, axis=1)
     draw = rng.random(probs.shape[0]) * cum[:, -1]
-    return (cum <= draw[:, None]).sum(axis=1)
+    choice = (cum <= draw[:, None]).sum(axis=1)
+    k = probs.shape[1] - 1
+    return np.where(choice >= k, -1, np.minimum(choice, k - 1))
 
 
 class MultinomialLogit:
@@ -43,10 +46,7 @@ class MultinomialLogit:
     def sample(
         self, utilities: np.ndarray, no_click: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        probs = self.probabilities(utilities, no_click)
-        choice = _sample_categorical(probs, rng)
-        slate_size = utilities.shape[1]
-        return np.where(choice >= slate_size, -1, np.minimum(choice, slate_size - 1))
+        return _sample_position(self.probabilities(utilities, no_click), rng)
 
 
 class Cascade:
@@ -79,10 +79,7 @@ class Cascade:
     def sample(
         self, utilities: np.ndarray, no_click: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        probs = self.probabilities(utilities, no_click)
-        choice = _sample_categorical(probs, rng)
-        k = utilities.shape[1]
-        return np.where(choice >= k, -1, np.minimum(choice, k - 1))
+        return _sample_position(self.probabilities(utilities, no_click), rng)
 
 
 def make_choice_model(name: str, cascade_continue: float) -> ChoiceModel:

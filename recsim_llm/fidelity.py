@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from recsim_llm.results import atomic_write_bytes
 
 HELP = "Compare a MovieLens-calibrated world with held-out real logs (fidelity report)."
 
@@ -474,27 +474,6 @@ def _table(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def _chmod_default(path: str) -> None:
-    """Give a temp file the permissions a plainly created file would have (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _figures(result: dict[str, Any], out: Path) -> list[str]:
     import io
 
@@ -512,7 +491,7 @@ def _figures(result: dict[str, Any], out: Path) -> list[str]:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        _atomic_write(out / name, buf.getvalue())
+        atomic_write_bytes(out / name, buf.getvalue())
         written.append(name)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -571,7 +550,7 @@ def write_report(result: dict[str, Any], out: str | Path, command: str, seconds:
     public["run_seconds"] = round(seconds, 2)
     written_figures = _figures(result, out) if figures else []
     public["figures"] = written_figures
-    _atomic_write(out / "fidelity.json", (json.dumps(public, indent=2) + "\n").encode())
+    atomic_write_bytes(out / "fidelity.json", (json.dumps(public, indent=2) + "\n").encode())
 
     cal = result["calibration"]
     lines = [
@@ -600,7 +579,7 @@ def write_report(result: dict[str, Any], out: str | Path, command: str, seconds:
         "",
     ]
     lines += [f"![{name}]({name})" for name in written_figures]
-    _atomic_write(out / "fidelity.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(out / "fidelity.md", ("\n".join(lines) + "\n").encode())
     return {"json": out / "fidelity.json", "markdown": out / "fidelity.md"}
 
 

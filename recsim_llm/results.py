@@ -39,17 +39,17 @@ class ResultRow:
     value: float
 
 
-def atomic_write_text(path: str | Path, content: str) -> None:
-    """Write ``content`` to ``path`` via a temp file in the same directory and a rename."""
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temp file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(content)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+        share_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -57,10 +57,19 @@ def atomic_write_text(path: str | Path, content: str) -> None:
         raise
 
 
-def _umask() -> int:
+def atomic_write_text(path: str | Path, content: str) -> None:
+    """``content`` as UTF-8 text, atomically."""
+    atomic_write_bytes(path, content.encode("utf-8"))
+
+
+def share_file_mode(path: str | Path, directory: bool = False) -> None:
+    """Give a temp file (or directory) the mode a plainly created one would have.
+
+    ``mkstemp`` makes 0600 files and ``mkdtemp`` 0700 directories; results are meant to be shared.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
 
 
 def atomic_write_json(path: str | Path, payload: Any) -> None:
@@ -123,7 +132,7 @@ def write_run(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.", suffix=".tmp"))
     try:
-        os.chmod(staging, 0o777 & ~_umask())
+        share_file_mode(staging, directory=True)
         atomic_write_json(staging / "config.json", dict(config))
         atomic_write_json(staging / "system.json", {**system_info(), **dict(extra or {})})
         for name, content in (files or {}).items():
