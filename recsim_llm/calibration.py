@@ -122,7 +122,7 @@ class CalibrationConfig:
     the exponent whose simulated activity distribution is closest (KS) to the training one wins.
     Empty: no simulation-based refinement (faster, activity less faithful)."""
     new_items_per_step: int = 2
-    """New movies arriving per world step, in order of their first real rating."""
+    """New movies arriving per world step, in order of release year (then movie id)."""
     seed: int = 0
     """Seed of the factorisation's initialisation and the cold-user draw."""
 
@@ -829,10 +829,9 @@ def build_calibration(
     n_movies = len(data.movies)
     known = np.flatnonzero(fit.known_item)
     new = np.flatnonzero(~fit.known_item)
-    # New movies arrive in the order of their first real (held-out) rating.
-    first = np.full(n_movies, np.iinfo(np.int64).max)
-    np.minimum.at(first, data.item, data.timestamp)
-    new = new[np.lexsort((new, first[new]))]
+    # New movies arrive by release year (then id): observable before any held-out rating, so the
+    # held-out period's timestamps do not leak into the world.
+    new = new[np.lexsort((new, data.movies.years[new]))]
     movie_of_item = np.concatenate([known, new])
     item_of_movie = np.empty(n_movies, dtype=np.int64)
     item_of_movie[movie_of_item] = np.arange(n_movies)

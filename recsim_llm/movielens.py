@@ -143,6 +143,17 @@ class MovieLens:
 # -- reading ---------------------------------------------------------------------------------
 
 
+def _is_utf8_text(chunk: bytes) -> bool:
+    """True when ``chunk`` has non-ASCII bytes and all of them form valid UTF-8 sequences."""
+    if chunk.isascii():
+        return False
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _read_lines(path: Path, encoding: str) -> list[tuple[int, str]]:
     """Non-empty lines of ``path`` as (1-based number, text), decoded strictly line by line."""
     if not path.is_file():
@@ -157,6 +168,11 @@ def _read_lines(path: Path, encoding: str) -> list[tuple[int, str]]:
         chunk = chunk.rstrip(b"\r")
         if b"\x00" in chunk:
             raise DataFormatError(path, number, f"{encoding} text", "a NUL byte (UTF-16 data?)")
+        if encoding.replace("-", "").lower() in ("latin1", "iso88591") and _is_utf8_text(chunk):
+            # latin-1 decodes every byte, so UTF-8 data would load silently as mojibake.
+            raise DataFormatError(
+                path, number, f"{encoding} text", "UTF-8 multi-byte characters (re-encoded file?)"
+            )
         try:
             line = chunk.decode(encoding)
         except UnicodeDecodeError as err:
@@ -181,6 +197,9 @@ def _fields(path: Path, number: int, line: str, sep: str, n: int, what: str) -> 
     return parts
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _int(path: Path, number: int, value: str, name: str, low: int | None = None) -> int:
     try:
         out = int(value.strip())
@@ -188,6 +207,8 @@ def _int(path: Path, number: int, value: str, name: str, low: int | None = None)
         raise DataFormatError(path, number, f"an integer {name}", repr(value)) from None
     if low is not None and out < low:
         raise DataFormatError(path, number, f"{name} >= {low}", str(out))
+    if out > _INT64_MAX:
+        raise DataFormatError(path, number, f"{name} <= {_INT64_MAX}", str(out))
     return out
 
 
@@ -206,7 +227,7 @@ def _timestamp(path: Path, number: int, value: str) -> int:
         out = float(value.strip())
     except ValueError:
         raise DataFormatError(path, number, "a numeric Unix timestamp", repr(value)) from None
-    if not math.isfinite(out) or out < 0:
+    if not math.isfinite(out) or out < 0 or out > _INT64_MAX:
         raise DataFormatError(path, number, "a non-negative Unix timestamp", repr(value))
     return int(out)
 

@@ -123,7 +123,9 @@ def write_run(
     """Write a run directory (results.csv, config.json, system.json, extra ``files``).
 
     The files are written into a temporary sibling directory which then replaces ``run_dir`` as
-    a whole, so a reader never sees files of two different runs mixed. Returns the path.
+    a whole, so a reader never sees files of two different runs mixed (a hard kill between the
+    two renames of a replacement leaves the previous run in a ``.NAME.old-*`` sibling). Returns
+    the path.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():

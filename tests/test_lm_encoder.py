@@ -272,6 +272,13 @@ def test_corrupt_or_mismatched_encoder_dirs_raise_clear_errors(tmp_path, lora_di
     with pytest.raises(EncoderFormatError, match="base model does not match"):
         load_encoder(arch)
 
+    alpha = _copy(lora_dir, tmp_path / "alpha")
+    cfg = json.loads((alpha / "encoder.json").read_text())
+    cfg["lora_alpha"] = cfg["lora_alpha"] * 2  # would silently rescale the adapter
+    (alpha / "encoder.json").write_text(json.dumps(cfg))
+    with pytest.raises(EncoderFormatError, match="lora_alpha"):
+        load_encoder(alpha)
+
     broken = _copy(lora_dir, tmp_path / "broken")
     (broken / "encoder.json").write_text("{not json")
     with pytest.raises(EncoderFormatError, match="not valid JSON"):
@@ -398,3 +405,12 @@ def test_pointwise_objective_trains_evaluates_and_is_no_env_encoder(tmp_path, ti
     assert np.isfinite(metrics["history"][-1]["val_loss"])
     with pytest.raises(ValueError, match="two-tower"):
         LMFastEncoder(path)
+
+
+def test_encoder_eval_refuses_logs_the_encoder_was_not_trained_on(tmp_path, lora_dir):
+    from recsim_llm.lm.evaluate import evaluate_encoders
+
+    other = write_behaviour_logs(tmp_path / "other", n_users=8, n_steps=4, seed=5)
+    with pytest.raises(ValueError, match="not the logs"):
+        evaluate_encoders(other, [str(lora_dir)], tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()

@@ -166,3 +166,26 @@ def test_real_movielens_100k() -> None:
     assert data.movies.genres[0] == ("Animation", "Children's", "Comedy")
     assert set(np.unique(data.rating)) == {1.0, 2.0, 3.0, 4.0, 5.0}
     assert "Mis\u00e9rables, Les" in data.movies.titles
+
+
+def _edit_first_line(path: Path, edit) -> None:
+    first, rest = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(edit(first) + b"\n" + rest)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        ("u.data", lambda line: b"\t".join(line.split(b"\t")[:3] + [b"1e30"])),
+        ("u.data", lambda line: b"\t".join([b"99999999999999999999"] + line.split(b"\t")[1:])),
+        ("u.item", lambda line: line.replace(b"|", "\u00e9|".encode(), 1)),  # UTF-8, not latin-1
+    ],
+)
+def test_overflow_and_utf8_item_file_name_file_and_line(tmp_path, name, edit):
+    from recsim_llm.movielens import DataFormatError
+
+    root = write_grouplens(tmp_path / "gl")
+    _edit_first_line(root / name, edit)
+    with pytest.raises(DataFormatError) as err:
+        load_grouplens(root)
+    assert err.value.path.endswith(name) and err.value.line == 1

@@ -266,6 +266,17 @@ def evaluate_encoders(
         raise ValueError("encoders: give at least one encoder directory")
     data = load_logs(logs)
     loaded = [load_encoder(e) for e in encoders]
+    # The split is rebuilt from these logs: they must be the logs the encoders were trained on,
+    # or "test" rows could be training rows.
+    fields = ("source", "world_hash", "n_rows", "seed", "n_users", "n_steps")
+    mine = {k: data.meta.get(k) for k in fields}
+    for e, enc in zip(encoders, loaded, strict=True):
+        trained_on = enc.config.get("logs") or {}
+        if {k: trained_on.get(k) for k in fields} != mine:
+            raise ValueError(
+                f"logs: {logs} are not the logs {e} was trained on "
+                f"(encoder.json logs={trained_on}, these logs={mine})"
+            )
     ft = [enc.config["finetune"] for enc in loaded]
     keys = ("split", "val_fraction", "test_fraction", "cold_item_fraction", "seed", "label")
     for e, f in zip(encoders[1:], ft[1:], strict=True):

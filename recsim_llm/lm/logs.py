@@ -45,8 +45,10 @@ def world_hash(world: WorldConfig) -> str:
 def atomic_directory(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``out_dir`` only when the block succeeds.
 
-    A kill or an exception leaves ``out_dir`` as it was (the temporary directory is removed on
-    exceptions; after a hard kill a ``.tmp-*`` sibling may remain, never a half-written target).
+    An exception leaves ``out_dir`` as it was (the temporary directory is removed). A hard kill
+    never leaves a half-written target: at worst a ``.tmp-*`` sibling remains, or, if the kill
+    falls between the two renames that swap an existing target, the target is missing and its
+    previous version sits in a ``.NAME.old-*/x`` sibling, to be moved back by hand.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -163,13 +163,18 @@ class _Bundle:
         )
 
 
-_BUNDLES: dict[tuple[str, int], _Bundle] = {}
+_BUNDLES: dict[tuple[str, int, int], _Bundle] = {}
 
 
 def load_bundle(path: str | os.PathLike[str] | None = None, n_threads: int = 2) -> _Bundle:
-    """The (process-wide cached) bundle of an encoder directory; None = the shipped encoder."""
+    """The (process-wide cached) bundle of an encoder directory; None = the shipped encoder.
+
+    The cache key includes the directory's ``encoder.json`` modification time, so an encoder
+    rewritten in place (a second fine-tune to the same ``--out``) is loaded afresh.
+    """
     root = Path(path) if path else shipped_encoder_path()
-    key = (str(root.resolve()), n_threads)
+    stamp = (root / "encoder.json").stat().st_mtime_ns if (root / "encoder.json").exists() else 0
+    key = (str(root.resolve()), n_threads, stamp)
     if key not in _BUNDLES:
         _BUNDLES[key] = _Bundle(root, n_threads)
     return _BUNDLES[key]

@@ -203,11 +203,13 @@ def load_encoder(path: str | os.PathLike[str], n_threads: int = 0) -> LoadedEnco
         from peft import set_peft_model_state_dict
 
         adapter_cfg = json.loads((root / "adapter" / "adapter_config.json").read_text())
-        if int(adapter_cfg.get("r", -1)) != int(config["lora_r"]):
-            raise EncoderFormatError(
-                f"{root / 'adapter' / 'adapter_config.json'}: r={adapter_cfg.get('r')} but "
-                f"encoder.json says lora_r={config['lora_r']}"
-            )
+        for adapter_key, config_key in (("r", "lora_r"), ("lora_alpha", "lora_alpha")):
+            if float(adapter_cfg.get(adapter_key, -1)) != float(config[config_key]):
+                raise EncoderFormatError(
+                    f"{root / 'adapter' / 'adapter_config.json'}: {adapter_key}="
+                    f"{adapter_cfg.get(adapter_key)} but encoder.json says "
+                    f"{config_key}={config[config_key]}"
+                )
         state = load_file(str(root / "adapter" / "adapter_model.safetensors"))
         result = set_peft_model_state_dict(model.backbone, state)
         unexpected = getattr(result, "unexpected_keys", [])
