@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
-from gymnasium.vector.utils import batch_space
 
 from recsim_llm.calibration import Calibration, CalibrationConfig, calibrate
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
-from recsim_llm.envs.core import SlateSimulator
 from recsim_llm.envs.slate import SlateEnv
 from recsim_llm.envs.vector import SlateVectorEnv
 
@@ -92,20 +89,13 @@ class MovieLensEnv(SlateEnv):
         render_mode: str | None = None,
     ) -> None:
         self.calibration = _calibration(data_dir, calibration, cache_dir)
-        self.config = movielens_env_config(self.calibration, config)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
-        self.render_mode = render_mode
         self.user_pool = user_pool
-        world = self.calibration.make_world(1, user_pool)
-        self.sim = SlateSimulator(self.config, 1, encoder=encoder, world=world)
-        self.observation_space = spaces.Box(
-            -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
+        super().__init__(
+            config=movielens_env_config(self.calibration, config),
+            encoder=encoder,
+            render_mode=render_mode,
+            world=self.calibration.make_world(1, user_pool),
         )
-        self.action_space = spaces.MultiDiscrete(
-            [self.config.n_candidates] * self.config.slate_size
-        )
-        self._needs_reset = True
 
 
 class MovieLensVectorEnv(SlateVectorEnv):
@@ -124,21 +114,17 @@ class MovieLensVectorEnv(SlateVectorEnv):
     ) -> None:
         if kwargs:
             raise ValueError(f"unexpected arguments: {sorted(kwargs)}")
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.calibration = _calibration(data_dir, calibration, cache_dir)
-        self.config = movielens_env_config(self.calibration, config)
-        self.num_envs = int(num_envs)
         self.user_pool = user_pool
-        world = self.calibration.make_world(self.num_envs, user_pool)
-        self.sim = SlateSimulator(self.config, self.num_envs, encoder=encoder, world=world)
-        self.single_observation_space = spaces.Box(
-            -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
+        super().__init__(
+            num_envs=int(num_envs),
+            config=movielens_env_config(self.calibration, config),
+            encoder=encoder,
+            world=self.calibration.make_world(int(num_envs), user_pool),
         )
-        self.single_action_space = spaces.MultiDiscrete(
-            [self.config.n_candidates] * self.config.slate_size
-        )
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.render_mode = None
-        self._needs_reset = True

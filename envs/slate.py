@@ -13,6 +13,7 @@ from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.core import SlateSimulator, StepResult
 from recsim_llm.scenarios import scenario_config
+from recsim_llm.world import World
 
 
 def resolve_config(config: EnvConfig | None, scenario: str | None) -> EnvConfig:
@@ -80,7 +81,8 @@ class SlateEnv(gym.Env):
 
     ## Arguments
     ``config``: an ``EnvConfig``; or ``scenario``: a name from ``recsim_llm.scenarios``;
-    ``encoder``/``catalog``: prebuilt parts to share between envs.
+    ``encoder``/``catalog``: prebuilt parts to share between envs; ``world``: a prebuilt world
+    with one user slot (e.g. a calibrated one).
 
     ## Version History
     * v0: initial version.
@@ -95,12 +97,13 @@ class SlateEnv(gym.Env):
         encoder: UserEncoder | None = None,
         catalog: Catalog | None = None,
         render_mode: str | None = None,
+        world: World | None = None,
     ) -> None:
         self.config = resolve_config(config, scenario)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.sim = SlateSimulator(self.config, 1, catalog=catalog, encoder=encoder)
+        self.sim = SlateSimulator(self.config, 1, catalog=catalog, encoder=encoder, world=world)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
         )

@@ -21,6 +21,7 @@ from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.core import SlateSimulator
 from recsim_llm.envs.slate import resolve_config, step_info
+from recsim_llm.world import World
 
 
 class SlateVectorEnv(VectorEnv):
@@ -30,6 +31,7 @@ class SlateVectorEnv(VectorEnv):
         num_envs: user slots.
         config: an ``EnvConfig``; or ``scenario``: a scenario name.
         encoder, catalog: prebuilt parts to share.
+        world: a prebuilt world with ``num_envs`` user slots (e.g. a calibrated one).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -41,6 +43,7 @@ class SlateVectorEnv(VectorEnv):
         scenario: str | None = None,
         encoder: UserEncoder | None = None,
         catalog: Catalog | None = None,
+        world: World | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -53,7 +56,9 @@ class SlateVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.config = resolve_config(config, scenario)
         self.num_envs = int(num_envs)
-        self.sim = SlateSimulator(self.config, self.num_envs, catalog=catalog, encoder=encoder)
+        self.sim = SlateSimulator(
+            self.config, self.num_envs, catalog=catalog, encoder=encoder, world=world
+        )
         self.single_observation_space = spaces.Box(
             -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
         )
