@@ -271,22 +271,21 @@ def _fit_logistic_mf(
     opt = _Adam(config.learning_rate)
     n_warm_entries = float(warm.sum() * n_items)
     loss = math.nan
-    wmask = warm[:, None].astype(np.float32)
-    y = y.astype(np.float32)
+    wmask = warm[:, None].astype(np.float64)
+    y = y.astype(np.float64)
     for _ in range(config.iterations):
         u, v, b, s = params["u"], params["v"], params["b"], float(params["s"][0])
-        # The dense (users x items) products run in float32 (half the memory traffic); the
-        # parameters and their updates stay float64.
-        u32, v32 = u.astype(np.float32), v.astype(np.float32)
-        cos = u32 @ v32.T
-        z = s * cos + b[None, :].astype(np.float32)
+        # float64 throughout: in float32 the fit (and everything simulated from it) changed with
+        # the number of BLAS threads.
+        cos = u @ v.T
+        z = s * cos + b[None, :]
         g = _sigmoid(z)
         g -= y
-        g *= np.float32(1.0 / n_warm_entries)
+        g *= 1.0 / n_warm_entries
         g_warm = g * wmask
-        grad_u = s * (g @ v32).astype(np.float64)
+        grad_u = s * (g @ v)
         grad_u -= np.sum(grad_u * u, axis=1, keepdims=True) * u
-        grad_v = s * (g_warm.T @ u32).astype(np.float64)
+        grad_v = s * (g_warm.T @ u)
         grad_v -= np.sum(grad_v * v, axis=1, keepdims=True) * v
         grad_b = g_warm.sum(axis=0, dtype=np.float64) + 2.0 * config.bias_l2 * b
         grad_s = np.array([np.sum(g_warm * cos, dtype=np.float64)])

@@ -212,8 +212,7 @@ def test_real_env_passes_the_same_checks_as_the_synthetic_one(real: calib.Calibr
 def test_real_fit_matches_training_behaviour(real: calib.Calibration) -> None:
     sc = real.fit.scalars
     # Simulated activity was tuned on training data only; it lands near the training target.
-    # float32 products make the fit depend slightly on BLAS threads and CPU (0.245-0.247 seen).
-    assert sc["activity_ks_train"] < 0.3
+    assert sc["activity_ks_train"] < 0.25
     # New movies (rated only in the held-out period) exist and arrive during a run.
     assert (~real.fit.known_item).sum() > 10
     assert real.world_config.dynamics.churn_base + real.world_config.dynamics.churn_max <= 1.0
