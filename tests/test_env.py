@@ -201,11 +201,11 @@ def test_scores_wrapper_takes_top_k_and_rejects_nan(bow_config):
     assert scores_to_slate(np.array([0.1, 0.9, -0.2, 0.9, 0.5]), 3).tolist() == [1, 3, 4]
     env = TopKSlateWrapper(SlateEnv(config=bow_config))
     env.reset(seed=0)
-    scores = np.linspace(-1, 1, 20).astype(np.float32)
+    offered = env.unwrapped.candidates.copy()
+    scores = np.linspace(-1, 1, 20).astype(np.float32)  # candidate 19 scores highest
     env.step(scores)
     shown = env.unwrapped.sim.log.slates[0, 0]
-    offered = env.unwrapped.sim.log.slates[0, 0]
-    assert len(set(shown.tolist())) == 5 and offered.shape == (5,)
+    assert shown.tolist() == offered[[19, 18, 17, 16, 15]].tolist()
     bad = scores.copy()
     bad[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):

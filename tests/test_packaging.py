@@ -54,9 +54,19 @@ def test_wheel_contains_every_package(tmp_path):
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
-def test_top_level_names_are_not_importable_from_the_package_mapping():
-    import recsim_llm.agents
-    import recsim_llm.envs
-
-    assert recsim_llm.envs.__name__ == "recsim_llm.envs"
-    assert Path(recsim_llm.agents.__file__).parent.name == "agents"
+def test_envs_and_agents_are_not_installed_as_top_level_packages(tmp_path):
+    """Outside the repository, ``envs``/``agents`` must not resolve to this project's folders."""
+    code = (
+        "import importlib.util, recsim_llm.envs, recsim_llm.agents\n"
+        "for name in ('envs', 'agents'):\n"
+        "    spec = importlib.util.find_spec(name)\n"
+        "    print(name, spec.origin if spec else None)\n"
+        "print('mapped', recsim_llm.envs.__file__, recsim_llm.agents.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    for name in ("envs", "agents"):
+        assert str(REPO) not in lines[name], f"top-level {name!r} resolves into the repo"
+    assert "envs/__init__.py" in lines["mapped"] and "agents/__init__.py" in lines["mapped"]
