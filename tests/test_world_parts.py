@@ -425,3 +425,17 @@ def test_import_recsim_llm_registers_ids_without_importing_gymnasium():
         "print(env.spec.id)"
     )
     assert _python(code).split() == ["True", "RecSimLLM/Slate-v0"]
+
+
+def test_world_hash_ignores_default_part_selectors_but_not_others(toy_models):
+    from recsim_llm.lm.logs import world_hash
+
+    # The shipped encoder's hash was taken before the selectors existed (test_lm_state checks it).
+    base = world_hash(WorldConfig())
+    for part in (
+        WorldConfig(users=UserConfig(model="toy-one-topic")),
+        WorldConfig(dynamics=DynamicsConfig(model="toy-frozen")),
+        WorldConfig(response=ResponseConfig(model="toy-fixed")),
+        WorldConfig(choice=ChoiceConfig(model="toy-first-slot")),
+    ):
+        assert world_hash(part) != base
