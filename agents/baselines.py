@@ -112,8 +112,9 @@ class OraclePolicy:
 
     For each possible number of high-appeal items (0..slate_size) it builds the slate as
     ``FixedMixPolicy`` would and scores it by expected engagement plus
-    ``satisfaction_price * steps_left`` times the expected change in satisfaction, all computed
-    from the true click probabilities. Near the horizon satisfaction is worth little and it goes
+    ``satisfaction_price * steps_left`` times the expected change in satisfaction, all from
+    ``World.expected_response`` (true click probabilities; watch time is the median, noise-free
+    one). Near the horizon satisfaction is worth little and it goes
     for clicks; early on it protects the user's satisfaction.
     """
 
@@ -129,7 +130,6 @@ class OraclePolicy:
 
     def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
         world = context.world
-        cfg = world.config
         k = context.slate_size
         price = self.satisfaction_price * context.steps_left
         best_idx = np.zeros((context.candidates.shape[0], k), dtype=np.int64)
@@ -137,15 +137,12 @@ class OraclePolicy:
         for n_bait in range(k + 1):
             idx = _mixed_slate(context, np.asarray(n_bait))
             slate = np.take_along_axis(context.candidates, idx, axis=1)
-            probs = world.click_probabilities(slate)[:, :k]
-            value = world.consumed_value(slate)
-            r = cfg.response
-            engagement = r.engagement_scale * (
-                r.engagement_appeal_weight * world.catalog.appeal[slate]
-                + r.engagement_value_weight * value
-            )
-            d_sat = cfg.dynamics.satisfaction_rate * (value - cfg.dynamics.value_reference)
-            score = (probs * (engagement + price[:, None] * d_sat)).sum(axis=1)
+            expected = world.expected_response(slate)
+            probs = expected.click_probabilities[:, :k]
+            # The median (noise-free) watch time: the oracle has scored slates with it since it
+            # was written, and the recorded oracle results depend on it.
+            gain = expected.engagement_median + price[:, None] * expected.satisfaction_delta
+            score = (probs * gain).sum(axis=1)
             better = score > best_score
             best_score = np.where(better, score, best_score)
             best_idx = np.where(better[:, None], idx, best_idx)

@@ -100,10 +100,10 @@ def agreement(path: str, n_users: int, n_steps: int) -> dict:
 
 
 def encode_throughput(path: str) -> dict:
-    from recsim_llm.catalog import generate_catalog
     from recsim_llm.config import EnvConfig
     from recsim_llm.envs.core import SlateSimulator
     from recsim_llm.lm.state import LMExactEncoder
+    from recsim_llm.world.catalog import generate_catalog
 
     enc = LMExactEncoder(path or None)
     lm = enc.bundle.lm

@@ -51,10 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loop_world import LoopWorld, check_against_world  # noqa: E402
 
-from recsim_llm.catalog import generate_catalog  # noqa: E402
 from recsim_llm.config import EnvConfig, WorldConfig  # noqa: E402
 from recsim_llm.envs.vector import SlateVectorEnv  # noqa: E402
-from recsim_llm.world import World  # noqa: E402
+from recsim_llm.world import World, generate_catalog  # noqa: E402
 
 GOAL_USER_STEPS = 1_000_000
 GOAL_RATIO_RECSIM = 100.0

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsim_llm.catalog import Catalog, generate_catalog
 from recsim_llm.config import WorldConfig
-from recsim_llm.users import SyntheticUserSampler
-from recsim_llm.world import World
+from recsim_llm.world import Catalog, SyntheticUserSampler, World, generate_catalog
 
 
 @dataclass

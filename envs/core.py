@@ -14,11 +14,11 @@ import numpy as np
 
 from recsim_llm.agents.base import SlateContext
 from recsim_llm.candidates import CandidateGenerator
-from recsim_llm.catalog import Catalog, generate_catalog
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder, make_encoder
 from recsim_llm.log import InteractionLog
-from recsim_llm.world import Responses, World
+from recsim_llm.sizes import check_memory
+from recsim_llm.world import Catalog, Responses, World, generate_catalog
 
 N_USER_SCALARS = 2
 """Observable per-user scalars appended to the user state: session progress, history fill."""
@@ -64,6 +64,12 @@ class SlateSimulator:
             world = World(config.world, n_users, catalog)
         if world.n_users != n_users:
             raise ValueError(f"world has {world.n_users} user slots, expected n_users={n_users}")
+        # The log holds history_length slates and 3 scalars per user slot (int64/float64).
+        check_memory(
+            f"history_length ({config.history_length}) with n_users ({n_users})",
+            float(n_users) * config.history_length * (config.slate_size + 3) * 8,
+            "the interaction log",
+        )
         self.world = world
         self.catalog = world.catalog
         if config.n_candidates > int((self.catalog.arrival_step == 0).sum()):

@@ -8,12 +8,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from recsim_llm.catalog import Catalog
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.core import SlateSimulator, StepResult
 from recsim_llm.scenarios import scenario_config
-from recsim_llm.world import World
+from recsim_llm.world import Catalog, World
 
 
 def resolve_config(config: EnvConfig | None, scenario: str | None) -> EnvConfig:

@@ -16,12 +16,11 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recsim_llm.catalog import Catalog
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.core import SlateSimulator
 from recsim_llm.envs.slate import resolve_config, step_info
-from recsim_llm.world import World
+from recsim_llm.world import Catalog, World
 
 
 class SlateVectorEnv(VectorEnv):

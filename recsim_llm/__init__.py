@@ -1,7 +1,9 @@
 """recsim_llm: a Gymnasium simulator for dynamic slate recommendation.
 
 Importing the package registers its environment ids with Gymnasium (string entry points, so no
-torch import happens here).
+torch import happens here). Gymnasium itself is not imported here either: if it is not loaded yet,
+the ids are registered the moment it is (``recsim_llm.registration``), so ``recsim_llm.world``
+stays free of it.
 """
 
 from recsim_llm.config import (
@@ -13,11 +15,11 @@ from recsim_llm.config import (
     UserConfig,
     WorldConfig,
 )
-from recsim_llm.registration import ENV_IDS, register_envs
+from recsim_llm.registration import ENV_IDS, register_envs_when_gymnasium_loads
 
 __version__ = "0.1.0"
 
-register_envs()
+register_envs_when_gymnasium_loads()
 
 __all__ = [
     "CatalogConfig",

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from recsim_llm import text
-from recsim_llm.catalog import Catalog
 from recsim_llm.config import (
     CatalogConfig,
     ChoiceConfig,
@@ -52,8 +51,7 @@ from recsim_llm.config import (
 )
 from recsim_llm.movielens import GENRES, GROUPLENS_FILES, RECBOLE_FILES, MovieLens, load_movielens
 from recsim_llm.results import share_file_mode
-from recsim_llm.users import NewUsers
-from recsim_llm.world import World
+from recsim_llm.world import Catalog, NewUsers, World, item_utility, no_click_utility
 
 __all__ = [
     "TOPIC_GENRES",
@@ -798,9 +796,8 @@ class Calibration:
         c = self.world_config.choice
         items = self.item_of_movie[movies]
         match = self.user_interest[users] @ self.catalog.latent[items].T
-        return c.match_weight * match + c.appeal_weight * self.catalog.appeal[items][None, :] - (
-            c.no_click_base + c.no_click_dissatisfaction * (1.0 - self.fit.satisfaction[users])
-        )[:, None]
+        utility = item_utility(c, match, self.catalog.appeal[items][None, :])
+        return utility - no_click_utility(c, self.fit.satisfaction[users])[:, None]
 
     def summary(self) -> dict[str, Any]:
         """Plain-number description of the fit (for reports and JSON)."""

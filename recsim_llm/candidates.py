@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsim_llm.catalog import Catalog
 from recsim_llm.config import EnvConfig
+from recsim_llm.world.catalog import Catalog
 
 
 class CandidateGenerator:

@@ -13,6 +13,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from recsim_llm.sizes import MAX_STEPS, check_memory
+
 T = TypeVar("T")
 
 
@@ -41,6 +43,14 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
+def _check_registered(name: str, value: Any, registry: str) -> None:
+    """``value`` must be a name in the world registry ``registry`` (e.g. 'CHOICE_MODELS')."""
+    # Imported here: the registries module is light, but the world package imports this module.
+    from recsim_llm.world import registries
+
+    getattr(registries, registry).check(value, name)
+
+
 @dataclass(frozen=True)
 class CatalogConfig:
     """The synthetic item catalog."""
@@ -67,6 +77,13 @@ class CatalogConfig:
         _check_int("catalog.n_new_items", self.n_new_items, 0)
         _check_int("catalog.new_items_per_step", self.new_items_per_step, 1)
         _check_int("catalog.n_topics", self.n_topics, 2, 16)
+        # Per item: latent vector, four scalar arrays, three texts (~1 KiB as Python strings) and
+        # a cached embedding (up to 384 float32): a generous 3 KiB plus the latent vector.
+        check_memory(
+            f"catalog.n_items + catalog.n_new_items ({self.n_items} + {self.n_new_items})",
+            float(self.n_items + self.n_new_items) * (3 * 1024 + 8 * self.n_topics),
+            "the catalog (arrays, texts and item embeddings)",
+        )
         _check_float("catalog.clickbait_fraction", self.clickbait_fraction, 0.0, 1.0)
         _check_float("catalog.text_noise", self.text_noise, 0.0, 1.0)
         _check_float("catalog.genre_label_noise", self.genre_label_noise, 0.0, 1.0)
@@ -77,6 +94,8 @@ class CatalogConfig:
 class UserConfig:
     """How new users are sampled."""
 
+    model: str = "synthetic"
+    """User model: a name registered with ``recsim_llm.world.register_user_model``."""
     interest_topics_max: int = 3
     """A new user likes between 1 and this many topics."""
     interest_noise: float = 0.15
@@ -89,6 +108,7 @@ class UserConfig:
     """Probability that the stated-taste sentence of the profile names the user's top topic."""
 
     def __post_init__(self) -> None:
+        _check_registered("users.model", self.model, "USER_MODELS")
         _check_int("users.interest_topics_max", self.interest_topics_max, 1, 16)
         _check_float("users.interest_noise", self.interest_noise, 0.0, 10.0)
         _check_float("users.satisfaction_low", self.satisfaction_low, 0.0, 1.0)
@@ -106,7 +126,8 @@ class ChoiceConfig:
     """The user choice model over a slate."""
 
     model: str = "mnl"
-    """'mnl' (multinomial logit with a no-click option) or 'cascade'."""
+    """Choice model: 'mnl' (multinomial logit with a no-click option), 'cascade', or another name
+    registered with ``recsim_llm.world.register_choice_model``."""
     match_weight: float = 2.0
     """Utility per unit of interest match (cosine of interest and item latent vector)."""
     appeal_weight: float = 3.0
@@ -123,7 +144,7 @@ class ChoiceConfig:
     """Cascade model: probability of examining the next slot after skipping one."""
 
     def __post_init__(self) -> None:
-        _check_choice("choice.model", self.model, ("mnl", "cascade"))
+        _check_registered("choice.model", self.model, "CHOICE_MODELS")
         for name in ("match_weight", "appeal_weight", "boredom_weight", "position_bias"):
             _check_float(f"choice.{name}", getattr(self, name), 0.0, 100.0)
         _check_float("choice.no_click_base", self.no_click_base, -100.0, 100.0)
@@ -135,6 +156,8 @@ class ChoiceConfig:
 class ResponseConfig:
     """Responses to a consumed item: engagement (watch time) and a 1-5 rating."""
 
+    model: str = "default"
+    """Response model: a name registered with ``recsim_llm.world.register_response_model``."""
     engagement_scale: float = 10.0
     """Watch time in minutes of an item with engagement score 1."""
     engagement_appeal_weight: float = 1.0
@@ -147,6 +170,7 @@ class ResponseConfig:
     """Gaussian noise of the latent rating before rounding to 1..5."""
 
     def __post_init__(self) -> None:
+        _check_registered("response.model", self.model, "RESPONSE_MODELS")
         _check_float("response.engagement_scale", self.engagement_scale, 0.0, 1e6, open_low=True)
         _check_float("response.engagement_appeal_weight", self.engagement_appeal_weight, 0.0, 100.0)
         _check_float("response.engagement_value_weight", self.engagement_value_weight, 0.0, 100.0)
@@ -158,6 +182,9 @@ class ResponseConfig:
 class DynamicsConfig:
     """How hidden user state moves between steps."""
 
+    model: str = "default"
+    """Transition model: a name registered with
+    ``recsim_llm.world.register_transition_model``."""
     filter_bubble_rate: float = 0.05
     """Step of the interest vector toward a consumed item's latent vector."""
     drift_std: float = 0.01
@@ -184,6 +211,7 @@ class DynamicsConfig:
     """Width of the churn sigmoid in satisfaction units."""
 
     def __post_init__(self) -> None:
+        _check_registered("dynamics.model", self.model, "TRANSITION_MODELS")
         _check_float("dynamics.filter_bubble_rate", self.filter_bubble_rate, 0.0, 1.0)
         _check_float("dynamics.drift_std", self.drift_std, 0.0, 10.0)
         _check_int("dynamics.shift_step", self.shift_step, -1)
@@ -289,7 +317,7 @@ class EnvConfig:
             )
         _check_int("popular_pool", self.popular_pool, 1)
         _check_int("new_item_window", self.new_item_window, 1)
-        _check_int("horizon", self.horizon, 1)
+        _check_int("horizon", self.horizon, 1, MAX_STEPS)
         shift = self.world.dynamics
         if shift.shift_step >= self.horizon and shift.shift_fraction > 0.0:
             raise ValueError(
@@ -297,6 +325,13 @@ class EnvConfig:
                 f"happen, got {shift.shift_step}"
             )
         _check_int("history_length", self.history_length, 1)
+        # The log keeps, per user slot, history_length slates and 3 scalars (int64/float64);
+        # this checks one slot, the simulator checks all of them once n_users is known.
+        check_memory(
+            f"history_length ({self.history_length})",
+            float(self.history_length) * (self.slate_size + 3) * 8,
+            "the interaction log of one user slot",
+        )
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ValueError(f"encoder must be a non-empty string, got {self.encoder!r}")
         if not isinstance(self.encoder_path, str):

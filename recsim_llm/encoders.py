@@ -19,8 +19,8 @@ import numpy as np
 from recsim_llm.log import InteractionLog
 
 if TYPE_CHECKING:
-    from recsim_llm.catalog import Catalog
     from recsim_llm.config import EnvConfig
+    from recsim_llm.world.catalog import Catalog
 
 
 class UserEncoder(abc.ABC):

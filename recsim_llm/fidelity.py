@@ -205,7 +205,7 @@ def popularity_reference(calibration: Any) -> Population:
         _fit_rating_model,
         _slate_click_probability,
     )
-    from recsim_llm.catalog import Catalog
+    from recsim_llm.world.catalog import Catalog
 
     cal = calibration
     data, fit = cal.data, cal.fit

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from recsim_llm import text
-from recsim_llm.catalog import generate_catalog
 from recsim_llm.config import CatalogConfig
 from recsim_llm.encoders import hashed_bow
+from recsim_llm.world.catalog import generate_catalog
 
 
 def test_default_catalog_size_and_topics():

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from recsim_llm.choice import Cascade, MultinomialLogit
+from recsim_llm.world.choice import Cascade, MultinomialLogit
 
 utilities = arrays(
     np.float64,

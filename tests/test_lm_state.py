@@ -149,7 +149,7 @@ def test_encoder_registry_and_bad_path():
 
 def test_profile_templates_cover_the_user_sampler():
     from recsim_llm.config import UserConfig
-    from recsim_llm.users import sample_users
+    from recsim_llm.world.users import sample_users
 
     known = set(profile_texts())
     sampled = sample_users(300, 16, UserConfig(), np.random.default_rng(0)).profiles
@@ -160,8 +160,8 @@ def test_profile_templates_cover_the_user_sampler():
 
 
 def test_shipped_encoder_matches_default_world():
-    from recsim_llm.catalog import generate_catalog
     from recsim_llm.lm.store import read_encoder_config
+    from recsim_llm.world.catalog import generate_catalog
 
     cfg = read_encoder_config(SHIPPED_ENCODER)  # checks every file's hash
     assert cfg["lora"] and cfg["objective"] == "two-tower"

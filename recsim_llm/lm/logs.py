@@ -35,9 +35,19 @@ from recsim_llm.config import EnvConfig, WorldConfig, to_dict
 LOG_FORMAT = "recsim-llm-logs/1"
 
 
+_DEFAULT_MODELS = {"users": "synthetic", "dynamics": "default", "response": "default"}
+"""World parts whose ``model`` field is left out of ``world_hash`` when it holds this default."""
+
+
 def world_hash(world: WorldConfig) -> str:
     """Stable short hash of a world config (what an encoder was fine-tuned for)."""
-    payload = json.dumps(to_dict(world), sort_keys=True).encode()
+    values = to_dict(world)
+    # The parts' ``model`` selectors came after encoders were shipped: leave a part's selector out
+    # while it names the built-in default, so the hash of an unchanged world stays the same.
+    for part, default in _DEFAULT_MODELS.items():
+        if values[part].get("model") == default:
+            del values[part]["model"]
+    payload = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from recsim_llm.encoders import UserEncoder, register_encoder
 
 if TYPE_CHECKING:
-    from recsim_llm.catalog import Catalog
     from recsim_llm.config import EnvConfig
+    from recsim_llm.world.catalog import Catalog
 
 
 def _path(config: EnvConfig) -> str | None:

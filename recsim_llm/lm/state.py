@@ -51,7 +51,7 @@ def shipped_encoder_path() -> Path:
 def profile_texts(n_topics: int = 16) -> list[str]:
     """Every profile text the built-in user sampler can produce (for precomputed caches).
 
-    Mirrors ``recsim_llm.users.sample_users``; a text outside this list is simply encoded on
+    Mirrors ``recsim_llm.world.users.sample_users``; a text outside this list is simply encoded on
     first use, so a drift here costs speed, never correctness.
     """
     out = []
@@ -75,8 +75,8 @@ def world_texts(logs: str | os.PathLike[str]) -> dict[str, list[str]]:
     items = [json.loads(line)["text"] for line in (path / "items.jsonl").open() if line.strip()]
     catalog = meta.get("env_config", {}).get("world", {}).get("catalog", {})
     if meta.get("source") == "synthetic":
-        from recsim_llm.catalog import generate_catalog
         from recsim_llm.scenarios import SCENARIOS
+        from recsim_llm.world.catalog import generate_catalog
 
         seen = {json.dumps(catalog, sort_keys=True)}
         for config in SCENARIOS.values():

@@ -1,4 +1,9 @@
-"""User sampler: hidden interests and satisfaction, and an observable profile, for new users."""
+"""User models: samplers that draw new users' hidden interests and satisfaction and a profile text.
+
+A user model is a ``UserSampler`` built by ``factory(config: UserConfig, n_topics: int)`` and
+registered by name in ``recsim_llm.world.registries`` (``UserConfig.model`` selects one). A
+calibrated world may also pass its own sampler to ``World`` directly (MovieLens does).
+"""
 
 from __future__ import annotations
 
@@ -72,7 +77,12 @@ class UserSampler(Protocol):
 
 
 class SyntheticUserSampler:
-    """The built-in sampler: users who like 1..interest_topics_max of the catalog's topics."""
+    """The built-in sampler: users who like 1..interest_topics_max of the catalog's topics.
+
+    Args:
+        config: user settings.
+        n_topics: dimension of the interest space (the catalog's topics).
+    """
 
     def __init__(self, config: UserConfig, n_topics: int) -> None:
         self.config = config

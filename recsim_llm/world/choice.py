@@ -1,7 +1,11 @@
-"""Choice models: which slate position (if any) a user clicks, given per-slot utilities.
+"""Choice: the utility of each shown item and the model that turns utilities into a click.
 
-Both models are batched over users: ``utilities`` is (n_users, slate_size) and already includes
-position bias; ``no_click`` is (n_users,) the utility of leaving the slate alone.
+The utility functions here are the one copy of the click utility: the world, the baselines and the
+MovieLens calibration all call them. A choice model maps per-slot utilities to click
+probabilities and samples a click; models are batched over users: ``utilities`` is
+(n_users, slate_size) and already includes position bias; ``no_click`` is (n_users,) the utility
+of leaving the slate alone. Choice models are registered by name in
+``recsim_llm.world.registries`` (``ChoiceConfig.model`` selects one).
 """
 
 from __future__ import annotations
@@ -9,6 +13,40 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+
+from recsim_llm.config import ChoiceConfig
+
+
+def item_utility(
+    config: ChoiceConfig,
+    match: np.ndarray,
+    appeal: np.ndarray,
+    boredom: np.ndarray | None = None,
+) -> np.ndarray:
+    """Click utility of items before position bias (arrays broadcast together).
+
+    ``match_weight * match + appeal_weight * appeal - boredom_weight * boredom``.
+
+    Args:
+        config: the choice weights.
+        match: cosine of the user's interest and the item's latent vector.
+        appeal: the item's appeal (clickbait level).
+        boredom: the user's boredom with the item's topic; ``None`` for a fresh user (no term).
+    """
+    utility = config.match_weight * match + config.appeal_weight * appeal
+    if boredom is not None:
+        utility = utility - config.boredom_weight * boredom
+    return utility
+
+
+def no_click_utility(config: ChoiceConfig, satisfaction: np.ndarray) -> np.ndarray:
+    """Utility of clicking nothing: dissatisfied users click less."""
+    return config.no_click_base + config.no_click_dissatisfaction * (1.0 - satisfaction)
+
+
+def position_penalty(position_bias: float, slate_size: int) -> np.ndarray:
+    """(slate_size,) utility lost by position: ``position_bias * log(1 + j)``."""
+    return position_bias * np.log1p(np.arange(slate_size))
 
 
 class ChoiceModel(Protocol):
@@ -37,6 +75,11 @@ def _sample_position(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class MultinomialLogit:
     """Multinomial logit with a no-click option: P(j) = exp(u_j) / (exp(u_0) + sum_k exp(u_k))."""
 
+    @classmethod
+    def from_config(cls, config: ChoiceConfig) -> MultinomialLogit:
+        """The registry's factory (MNL has no parameters of its own)."""
+        return cls()
+
     def probabilities(self, utilities: np.ndarray, no_click: np.ndarray) -> np.ndarray:
         all_u = np.concatenate([utilities, no_click[:, None]], axis=1)
         all_u = all_u - all_u.max(axis=1, keepdims=True)
@@ -57,7 +100,14 @@ class Cascade:
     """
 
     def __init__(self, continue_prob: float) -> None:
+        if not 0.0 <= float(continue_prob) <= 1.0:
+            raise ValueError(f"continue_prob must be in [0, 1], got {continue_prob}")
         self.continue_prob = float(continue_prob)
+
+    @classmethod
+    def from_config(cls, config: ChoiceConfig) -> Cascade:
+        """The registry's factory: ``ChoiceConfig.cascade_continue``."""
+        return cls(config.cascade_continue)
 
     def probabilities(self, utilities: np.ndarray, no_click: np.ndarray) -> np.ndarray:
         attract = 1.0 / (1.0 + np.exp(-(utilities - no_click[:, None])))
@@ -80,12 +130,3 @@ class Cascade:
         self, utilities: np.ndarray, no_click: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         return _sample_position(self.probabilities(utilities, no_click), rng)
-
-
-def make_choice_model(name: str, cascade_continue: float) -> ChoiceModel:
-    """The choice model called ``name`` ('mnl' or 'cascade')."""
-    if name == "mnl":
-        return MultinomialLogit()
-    if name == "cascade":
-        return Cascade(cascade_continue)
-    raise ValueError(f"choice.model must be 'mnl' or 'cascade', got {name!r}")
