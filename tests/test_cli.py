@@ -106,5 +106,5 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("keep")
     assert main(["evaluate", "--policies", "random", "--out", str(target), "--encoder", "bow"]) == 2
-    assert "out must be a directory" in capsys.readouterr().err
+    assert "is an existing file" in capsys.readouterr().err
     assert target.read_text() == "keep"

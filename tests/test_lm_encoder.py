@@ -16,7 +16,6 @@ from recsim_llm import text
 from recsim_llm.lm.finetune import FinetuneConfig, auc, finetune
 from recsim_llm.lm.logs import (
     Histories,
-    atomic_directory,
     labels,
     load_logs,
     split_logs,
@@ -127,11 +126,13 @@ def test_splits_never_leak(logs):
         split_logs(data, "user", val_fraction=1.5)
 
 
-def test_atomic_directory_leaves_target_untouched_on_failure(tmp_path):
+def test_output_directory_leaves_target_untouched_on_failure(tmp_path):
+    from recsim_llm.io import output_directory
+
     out = tmp_path / "out"
-    with atomic_directory(out) as tmp:
+    with output_directory(out, "logs") as tmp:
         (tmp / "a.txt").write_text("first")
-    with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
+    with pytest.raises(RuntimeError), output_directory(out, "logs") as tmp:
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("killed")
     assert (out / "a.txt").read_text() == "first"
@@ -295,7 +296,7 @@ def test_save_killed_midway_leaves_previous_encoder(tmp_path, monkeypatch, lora_
     def boom(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
-    monkeypatch.setattr(store, "write_json", boom)
+    monkeypatch.setattr(store, "json_text", boom)
     with pytest.raises(KeyboardInterrupt):
         store.save_encoder(target, enc.model, enc.tokenizer, dict(enc.config), {})
     assert (target / "encoder.json").read_text() == before
