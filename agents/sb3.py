@@ -64,27 +64,21 @@ def train_sb3(
     return model
 
 
-def save_sb3_model(model: Any, path: Path, config: EnvConfig) -> None:
-    """Save ``model`` to ``path`` (.zip) atomically, with its env config as ``PATH.json``."""
-    import os
-    import tempfile
+def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--out") -> None:
+    """Save ``model`` to ``path`` (.zip) atomically, with its env config as ``PATH.json``.
 
+    A ``"model"`` output of ``recsim_llm.io``: the sidecar ``PATH.json`` carries the marker keys,
+    and an existing ``path`` is replaced only when its sidecar marks it as ours.
+
+    Raises:
+        OutputError: ``path`` (or ``PATH.json``) exists and was not written by recsim-llm.
+    """
     from recsim_llm.config import to_dict
-    from recsim_llm.results import atomic_write_json
+    from recsim_llm.io import output_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
-    os.close(fd)
-    try:
+    meta = {"algorithm": type(model).__name__, "env": to_dict(config)}
+    with output_file(path, "model", meta=meta, option=option) as tmp:
         model.save(tmp)
-        atomic_write_json(
-            path.with_suffix(".json"), {"algorithm": type(model).__name__, "env": to_dict(config)}
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_sb3_policy(path: Path) -> SB3Policy:

@@ -233,7 +233,9 @@ def main() -> None:
     print(json.dumps(result["encode"]), flush=True)
     result["finetune"] = finetune_throughput(3 if args.quick else 6)
     print(json.dumps(result["finetune"]), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    from recsim_llm.io import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

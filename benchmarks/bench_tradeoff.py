@@ -30,7 +30,7 @@ from recsim_llm.agents.baselines import (
     fixed_mix_grid,
 )
 from recsim_llm.evaluation import evaluate, summary_table
-from recsim_llm.results import atomic_write_text
+from recsim_llm.io import atomic_write_text
 from recsim_llm.scenarios import scenario_config
 
 

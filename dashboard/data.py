@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recsim_llm.evaluation import bootstrap_ci
+from recsim_llm.io import is_hidden
 from recsim_llm.results import RESULT_COLUMNS, SESSION_STEP
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories (holding a results.csv) under ``root``, newest first."""
+    """Run directories (holding a results.csv) under ``root``, newest first.
+
+    Hidden folders and everything under them are skipped: a writer's staging (``.NAME.tmp-*``)
+    and previous-version (``.NAME.old-*``) siblings are never runs (see ``recsim_llm.io``).
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = {p.parent for p in root.rglob("results.csv")}
-    return sorted(runs, key=lambda p: p.joinpath("results.csv").stat().st_mtime, reverse=True)
+    runs: dict[Path, float] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]  # never descend into them
+        if "results.csv" in filenames:
+            run = Path(dirpath)
+            try:
+                runs[run] = (run / "results.csv").stat().st_mtime
+            except OSError:  # replaced while we looked
+                continue
+    return sorted(runs, key=runs.__getitem__, reverse=True)
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from recsim_llm.config import EnvConfig, to_dict
+from recsim_llm.io import claim_output
 from recsim_llm.results import write_run
 from recsim_llm.scenarios import SCENARIOS, scenario_config
 
@@ -57,6 +60,34 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _encoder_out(out: Path) -> Path:
+    """The encoder folder ``quickstart --finetune`` writes beside ``--out``: ``OUT-encoder``."""
+    return out.with_name(out.name + "-encoder")
+
+
+def _claims_out(kind: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable]:
+    """Check ``args.out`` and hold it as a ``kind`` output for the whole command.
+
+    The first thing a command does, before any print or work: ``recsim_llm.io.claim_output``
+    refuses a path that is not ours (a file, a folder with other files, another kind of output)
+    or that another process is writing. ``quickstart --finetune`` also claims ``OUT-encoder``.
+    """
+
+    def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(run)
+        def claimed(args: argparse.Namespace) -> int:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(claim_output(args.out, kind))
+                if getattr(args, "finetune", False):
+                    folder = _encoder_out(args.out)
+                    stack.enter_context(claim_output(folder, "encoder", option="--finetune"))
+                return run(args)
+
+        return claimed
+
+    return wrap
+
+
 # -- quickstart -----------------------------------------------------------------------------------
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="evaluation seeds (0,1,2)")
@@ -76,11 +107,11 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@_claims_out("run")
 def run_quickstart(args: argparse.Namespace) -> int:
     from recsim_llm.agents import baselines
     from recsim_llm.evaluation import evaluate, summary_table
 
-    check_out_dir(args.out)
     start = time.perf_counter()
     config = scenario_config("default")
     if args.encoder:
@@ -91,7 +122,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
         if args.encoder and args.encoder not in ("lm-fast", "lm-exact"):
             raise ValueError(f"--finetune needs an LM encoder, got --encoder {args.encoder}")
         t0 = time.perf_counter()
-        path = quickstart_encoder(args.out.with_name(args.out.name + "-encoder"), train=True)
+        path = quickstart_encoder(_encoder_out(args.out), train=True)
         encoder = args.encoder or "lm-fast"
         config = replace(config, encoder=encoder, encoder_path=str(path))
         print(f"  fine-tuned a LoRA encoder in {time.perf_counter() - t0:.0f}s: {path}")
@@ -155,16 +186,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
-def check_out_dir(out: Path) -> None:
-    """Fail before any work when ``out`` cannot become a run directory."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory, but {out} is a file")
-
-
+@_claims_out("run")
 def run_simulate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
-    check_out_dir(args.out)
     policy = make_policy(args.policy, args.mix)
     overrides: dict[str, object] = {}
     if args.horizon:
@@ -221,10 +246,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
+@_claims_out("run")
 def run_evaluate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
-    check_out_dir(args.out)
     specs = [p.strip() for p in args.policies.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not specs:
@@ -267,6 +292,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="model file to write (.zip)")
 
 
+@_claims_out("model")
 def run_train(args: argparse.Namespace) -> int:
     from recsim_llm.agents.sb3 import save_sb3_model, train_sb3
 

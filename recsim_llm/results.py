@@ -2,24 +2,25 @@
 
 A run directory holds ``results.csv`` (long format: ``run_id, policy, scenario, seed, step,
 metric, value``; ``step = -1`` marks a whole-session metric), ``config.json`` (the full config of
-the run) and ``system.json`` (versions and machine). Every file goes to a temp file in the same
-directory and is renamed into place, so a reader never sees a half-written file.
+the run), ``system.json`` (versions and machine) and the marker ``.recsim-llm.json``. It is
+written by ``recsim_llm.io`` (the one writer): staged in a hidden sibling and swapped in whole.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from recsim_llm.io import atomic_write_bytes as atomic_write_bytes  # for not-yet-moved importers
+from recsim_llm.io import json_text, write_directory
+from recsim_llm.io import share_file_mode as share_file_mode  # for not-yet-moved importers
 
 RESULT_COLUMNS = ("run_id", "policy", "scenario", "seed", "step", "metric", "value")
 SESSION_STEP = -1
@@ -37,50 +38,6 @@ class ResultRow:
     step: int
     metric: str
     value: float
-
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temp file in the same directory and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        share_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, content: str) -> None:
-    """``content`` as UTF-8 text, atomically."""
-    atomic_write_bytes(path, content.encode("utf-8"))
-
-
-def share_file_mode(path: str | Path, directory: bool = False) -> None:
-    """Give a temp file (or directory) the mode a plainly created one would have.
-
-    ``mkstemp`` makes 0600 files and ``mkdtemp`` 0700 directories; results are meant to be shared.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    """``payload`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def rows_to_csv(rows: Iterable[ResultRow]) -> str:
@@ -122,37 +79,22 @@ def write_run(
 ) -> Path:
     """Write a run directory (results.csv, config.json, system.json, extra ``files``).
 
-    The files are written into a temporary sibling directory which then replaces ``run_dir`` as
-    a whole, so a reader never sees files of two different runs mixed (a hard kill between the
-    two renames of a replacement leaves the previous run in a ``.NAME.old-*`` sibling). Returns
-    the path.
+    Written through ``recsim_llm.io.output_directory`` (kind ``"run"``): built in a hidden staging
+    sibling, marked, and swapped in as a whole, so a reader never sees files of two runs mixed.
+    ``run_dir`` must be missing, empty, or a run folder written by recsim-llm (``OutputError``
+    otherwise). Returns the path.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"out must be a directory, but {run_dir} is a file")
+    for name in files or {}:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"files: {name!r} must be a plain file name")
     csv_text = rows_to_csv(rows)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.", suffix=".tmp"))
-    try:
-        share_file_mode(staging, directory=True)
-        atomic_write_json(staging / "config.json", dict(config))
-        atomic_write_json(staging / "system.json", {**system_info(), **dict(extra or {})})
-        for name, content in (files or {}).items():
-            if "/" in name or name.startswith("."):
-                raise ValueError(f"files: {name!r} must be a plain file name")
-            atomic_write_text(staging / name, content)
-        atomic_write_text(staging / "results.csv", csv_text)
-        if run_dir.exists():
-            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
-            os.replace(run_dir, old)
-            os.replace(staging, run_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, run_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return run_dir
+    contents = {
+        "config.json": json_text(dict(config)),
+        "system.json": json_text({**system_info(), **dict(extra or {})}),
+        **dict(files or {}),
+        "results.csv": csv_text,
+    }
+    return write_directory(run_dir, contents, "run")
 
 
 def read_results(path: str | Path) -> list[ResultRow]:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from recsim_llm.cli import main
 from recsim_llm.results import read_results
 
@@ -106,5 +108,106 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("keep")
     assert main(["evaluate", "--policies", "random", "--out", str(target), "--encoder", "bow"]) == 2
-    assert "out must be a directory" in capsys.readouterr().err
+    assert "is an existing file" in capsys.readouterr().err
     assert target.read_text() == "keep"
+
+
+# -- --out is checked (and claimed) before any work ------------------------------------------------
+def _no_work(monkeypatch):
+    """Make every command's real work fail loudly, so a refused --out proves it ran first."""
+    import recsim_llm.agents.sb3
+    import recsim_llm.evaluation
+    import recsim_llm.lm
+    import recsim_llm.lm.evaluate
+    import recsim_llm.lm.finetune
+    import recsim_llm.lm.logs
+
+    def work(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    for module, name in (
+        (recsim_llm.evaluation, "evaluate"),
+        (recsim_llm.agents.sb3, "train_sb3"),
+        (recsim_llm.lm, "quickstart_encoder"),
+        (recsim_llm.lm.logs, "write_behaviour_logs"),
+        (recsim_llm.lm.logs, "write_movielens_logs"),
+        (recsim_llm.lm.finetune, "finetune"),
+        (recsim_llm.lm.evaluate, "evaluate_encoders"),
+    ):
+        monkeypatch.setattr(module, name, work)
+
+
+COMMANDS = {
+    "simulate": ["simulate", "--encoder", "bow"],
+    "evaluate": ["evaluate", "--policies", "random", "--encoder", "bow"],
+    "train": ["train", "--encoder", "bow"],
+    "quickstart": ["quickstart", "--ppo-steps", "0", "--encoder", "bow"],
+    "write-logs": ["write-logs"],
+    "finetune": ["finetune"],
+    "encoder-eval": ["encoder-eval", "--logs", "nope", "--encoders", "nope"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_refuses_a_foreign_out_before_any_work(
+    command, tmp_path, capsys, monkeypatch
+):
+    _no_work(monkeypatch)
+    out = tmp_path / ("out.zip" if command == "train" else "out")
+    if command == "train":
+        out.write_bytes(b"someone's model")  # a model file with no recsim-llm sidecar
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert main([*COMMANDS[command], "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not even a header
+    assert f"recsim-llm {command}: error: --out {out}" in captured.err
+    assert "not written by recsim-llm" in captured.err or "did not write" in captured.err
+    if command == "train":
+        assert out.read_bytes() == b"someone's model"
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+        assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no staging, no lock
+
+
+def test_out_of_another_kind_and_quickstart_encoder_folder_are_refused(
+    tmp_path, capsys, monkeypatch
+):
+    from recsim_llm.io import write_directory
+
+    _no_work(monkeypatch)
+    logs = write_directory(tmp_path / "logs", {"config.json": "{}"}, "logs")
+    assert main(["simulate", "--encoder", "bow", "--out", str(logs)]) == 2
+    assert "recsim-llm 'logs' folder, not a 'run' folder" in capsys.readouterr().err
+
+    (tmp_path / "qs-encoder").mkdir()
+    (tmp_path / "qs-encoder" / "weights.bin").write_bytes(b"x")
+    code = main(["quickstart", "--finetune", "--out", str(tmp_path / "qs")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "qs-encoder holds files recsim-llm did not write" in captured.err
+    assert not (tmp_path / "qs").exists()
+
+
+def test_rerun_replaces_our_own_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["simulate", "--users", "4", "--horizon", "5", "--encoder", "bow", "--out", str(out)]
+    assert main(args) == 0
+    assert main([*args[:-2], "--seeds", "3", "--out", str(out)]) == 0
+    assert {r.seed for r in read_results(out)} == {3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_train_writes_a_marked_model_that_loads_and_can_be_replaced(tmp_path, capsys):
+    from recsim_llm.agents.sb3 import load_sb3_policy
+    from recsim_llm.io import read_file_marker
+
+    out = tmp_path / "ppo.zip"
+    args = ["train", "--steps", "64", "--envs", "2", "--encoder", "bow", "--out", str(out)]
+    assert main(args) == 0
+    assert read_file_marker(out)["kind"] == "model"
+    assert load_sb3_policy(out).name == "ppo:ppo"
+    assert main(args) == 0  # ours: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ppo.json", "ppo.zip"]

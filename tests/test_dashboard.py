@@ -177,3 +177,21 @@ def test_dashboard_in_a_real_browser(runs_root, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_find_runs_skips_hidden_folders_and_everything_under_them(tmp_path):
+    header = "run_id,policy,scenario,seed,step,metric,value\n"
+    for rel in (
+        "a",
+        "group/b",
+        ".a.tmp-abc123",  # a writer's staging
+        ".a.old-abc123/x",  # a previous version between the two renames of a swap
+        "group/.hidden/c",
+        ".cache/d",
+    ):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "results.csv").write_text(header)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in data.find_runs(tmp_path)) == [
+        "a",
+        "group/b",
+    ]

@@ -16,7 +16,6 @@ from recsim_llm import text
 from recsim_llm.lm.finetune import FinetuneConfig, auc, finetune
 from recsim_llm.lm.logs import (
     Histories,
-    atomic_directory,
     labels,
     load_logs,
     split_logs,
@@ -127,11 +126,13 @@ def test_splits_never_leak(logs):
         split_logs(data, "user", val_fraction=1.5)
 
 
-def test_atomic_directory_leaves_target_untouched_on_failure(tmp_path):
+def test_output_directory_leaves_target_untouched_on_failure(tmp_path):
+    from recsim_llm.io import output_directory
+
     out = tmp_path / "out"
-    with atomic_directory(out) as tmp:
+    with output_directory(out, "logs") as tmp:
         (tmp / "a.txt").write_text("first")
-    with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
+    with pytest.raises(RuntimeError), output_directory(out, "logs") as tmp:
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("killed")
     assert (out / "a.txt").read_text() == "first"
@@ -295,7 +296,7 @@ def test_save_killed_midway_leaves_previous_encoder(tmp_path, monkeypatch, lora_
     def boom(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
-    monkeypatch.setattr(store, "write_json", boom)
+    monkeypatch.setattr(store, "json_text", boom)
     with pytest.raises(KeyboardInterrupt):
         store.save_encoder(target, enc.model, enc.tokenizer, dict(enc.config), {})
     assert (target / "encoder.json").read_text() == before
@@ -414,3 +415,30 @@ def test_encoder_eval_refuses_logs_the_encoder_was_not_trained_on(tmp_path, lora
     with pytest.raises(ValueError, match="not the logs"):
         evaluate_encoders(other, [str(lora_dir)], tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
+
+
+def test_cache_is_written_listed_checked_and_carried_by_merge(tmp_path, tiny_model, logs):
+    from recsim_llm.io import OutputError, read_marker
+    from recsim_llm.lm.store import merge_encoder, read_cache, read_encoder_config
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, max_steps=1, **TINY)
+    with pytest.raises(OutputError, match="did not write"):
+        finetune("no-such-logs", foreign, cfg, progress=False)  # refused before reading logs
+    texts = {
+        "items": ["The jazz club. Genres: Music.", "The rocket guide."],
+        "profiles": ["I am 30."],
+    }
+    enc = finetune(logs, tmp_path / "enc", cfg, progress=False, cache_texts=texts)
+    assert read_marker(enc)["kind"] == "encoder"
+    assert "cache.npz" in read_encoder_config(enc)["files"]
+    cache = read_cache(enc)
+    assert cache["item_emb"].shape == (2, read_encoder_config(enc)["dim"])
+    merged = merge_encoder(enc, tmp_path / "merged")
+    again = read_cache(merged)
+    np.testing.assert_array_equal(again["item_keys"], cache["item_keys"])
+    with pytest.raises(OutputError, match="did not write"):
+        merge_encoder(enc, foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]

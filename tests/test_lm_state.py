@@ -197,3 +197,87 @@ def test_default_world_lm_fast_env_runs_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# -- trusted loading of the encoder cache ------------------------------------------------------------
+def _shipped_copy(root):
+    import shutil
+
+    return shutil.copytree(SHIPPED_ENCODER, root)
+
+
+def _rewrite_cache(enc, arrays, listed=True):
+    """Replace cache.npz and record its new hash, as a careless or hostile edit would."""
+    import hashlib
+
+    np.savez(enc / "cache.npz", **arrays)
+    cfg = json.loads((enc / "encoder.json").read_text())
+    if listed:
+        cfg["files"]["cache.npz"] = hashlib.sha256((enc / "cache.npz").read_bytes()).hexdigest()
+    else:
+        del cfg["files"]["cache.npz"]
+    (enc / "encoder.json").write_text(json.dumps(cfg))
+
+
+def test_tampered_encoder_cache_is_refused_naming_the_file(tmp_path):
+    from recsim_llm.lm.store import EncoderFormatError, read_cache, read_encoder_config
+
+    good = read_cache(SHIPPED_ENCODER)  # the shipped encoder (no marker) reads fine
+    assert good["item_emb"].shape == (good["item_keys"].size, 32)
+
+    flipped = _shipped_copy(tmp_path / "flipped")
+    config = read_encoder_config(flipped)
+    raw = bytearray((flipped / "cache.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (flipped / "cache.npz").write_bytes(bytes(raw))
+    with pytest.raises(EncoderFormatError, match=r"cache\.npz does not match encoder\.json"):
+        _Bundle(flipped, 1)
+    with pytest.raises(EncoderFormatError, match=r"cache\.npz does not match"):
+        read_cache(flipped, config)  # the bytes loaded are the bytes checked
+
+    cases = {
+        "nan": (
+            dict(
+                good, item_emb=np.where(np.eye(*good["item_emb"].shape), np.nan, good["item_emb"])
+            ),
+            "non-finite",
+        ),
+        "shape": (dict(good, item_emb=good["item_emb"][:, :16]), r"shape \(\d+, 32\)"),
+        "dtype": (dict(good, item_keys=good["item_keys"].astype(np.float64)), "uint64"),
+        "unpaired": ({"item_keys": good["item_keys"]}, "come only together"),
+        "unknown": (dict(good, extra=np.zeros(3)), "unexpected arrays"),
+        "pickle": (dict(good, item_emb=np.array([object()] * 2, dtype=object)), "not a readable"),
+    }
+    for name, (arrays, message) in cases.items():
+        enc = _shipped_copy(tmp_path / name)
+        _rewrite_cache(enc, arrays)
+        with pytest.raises(EncoderFormatError, match=message) as info:
+            _Bundle(enc, 1)
+        assert str(enc / "cache.npz") in str(info.value), name  # names the file
+        with pytest.raises(EncoderFormatError, match=r"cache\.npz"):
+            read_cache(enc)
+
+    unlisted = _shipped_copy(tmp_path / "unlisted")
+    _rewrite_cache(unlisted, good, listed=False)
+    with pytest.raises(EncoderFormatError, match=r"cache\.npz is not listed in encoder\.json"):
+        _Bundle(unlisted, 1)
+
+
+def test_non_finite_fast_head_is_refused(tmp_path):
+    import hashlib
+
+    from safetensors.numpy import load_file, save_file
+
+    from recsim_llm.lm.store import EncoderFormatError
+
+    enc = _shipped_copy(tmp_path / "enc")
+    heads = load_file(str(enc / "heads.safetensors"))
+    heads["fast.bias"] = np.full_like(heads["fast.bias"], np.inf)
+    save_file(heads, str(enc / "heads.safetensors"))
+    cfg = json.loads((enc / "encoder.json").read_text())
+    cfg["files"]["heads.safetensors"] = hashlib.sha256(
+        (enc / "heads.safetensors").read_bytes()
+    ).hexdigest()
+    (enc / "encoder.json").write_text(json.dumps(cfg))
+    with pytest.raises(EncoderFormatError, match=r"heads\.safetensors holds non-finite"):
+        _Bundle(enc, 1)

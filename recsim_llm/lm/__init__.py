@@ -37,8 +37,9 @@ def quickstart_encoder(
     """Directory of a fine-tuned encoder for the default world, for ``recsim-llm quickstart``.
 
     Without ``train``: the shipped encoder (instant). With ``train``: behaviour logs of the
-    default world go to ``out_dir/logs`` and a short LoRA fine-tune (one epoch over
-    ``max_train_rows`` rows, token budget 96) to ``out_dir/encoder``, with the catalog's item
+    default world (in a temporary folder) and a short LoRA fine-tune (one epoch over
+    ``max_train_rows`` rows, token budget 96) written as the encoder directory ``out_dir`` (an
+    ``"encoder"`` output of ``recsim_llm.io``, checked before any work), with the catalog's item
     embeddings cached; a few minutes on 2 CPU cores. Pass the result as
     ``EnvConfig(encoder='lm-fast', encoder_path=str(path))``.
     """
@@ -46,15 +47,15 @@ def quickstart_encoder(
         return shipped_encoder_path()
     if out_dir is None:
         raise ValueError("out_dir is required when train=True")
+    import tempfile
+
     from recsim_llm.config import EnvConfig
+    from recsim_llm.io import check_out_dir
     from recsim_llm.lm.finetune import FinetuneConfig, finetune
     from recsim_llm.lm.logs import write_behaviour_logs
     from recsim_llm.lm.state import world_texts
 
-    out = Path(out_dir)
-    logs = write_behaviour_logs(
-        out / "logs", EnvConfig(), n_users=n_users, n_steps=n_steps, seed=seed, progress=progress
-    )
+    out = check_out_dir(out_dir, "encoder")
     config = FinetuneConfig(
         lora=True,
         epochs=1,
@@ -66,5 +67,14 @@ def quickstart_encoder(
         seed=seed,
         patience=0,
     )
-    cache = {"items": world_texts(logs)["items"]}
-    return finetune(logs, out / "encoder", config, progress=progress, cache_texts=cache)
+    with tempfile.TemporaryDirectory(prefix="recsim-llm-logs-") as tmp:
+        logs = write_behaviour_logs(
+            Path(tmp) / "logs",
+            EnvConfig(),
+            n_users=n_users,
+            n_steps=n_steps,
+            seed=seed,
+            progress=progress,
+        )
+        cache = {"items": world_texts(logs)["items"]}
+        return finetune(logs, out, config, progress=progress, cache_texts=cache)

@@ -17,6 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recsim_llm.io import claim_output
+
+    with claim_output(args.out, "eval"):  # checked and held before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from recsim_llm.lm.evaluate import evaluate_encoders, markdown_table
 
     if not Path(args.logs).is_dir():

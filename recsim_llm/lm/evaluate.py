@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from recsim_llm import text
+from recsim_llm.io import check_out_dir, json_text, write_directory
 from recsim_llm.lm.finetune import auc
-from recsim_llm.lm.logs import Histories, LogData, Split, labels, write_json
+from recsim_llm.lm.logs import Histories, LogData, Split, labels
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """rows -> (len(rows), n_candidates) scores of each row's candidates."""
@@ -258,10 +259,15 @@ def evaluate_encoders(
     max_rows: int = 400,
     baselines: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate saved encoders (same split settings) and baselines; write results.json/.md."""
+    """Evaluate saved encoders (same split settings) and baselines; write results.json/.md.
+
+    ``out_dir`` is an ``"eval"`` output of ``recsim_llm.io``: checked before any work, written
+    as a whole.
+    """
     from recsim_llm.lm.logs import load_logs, split_logs
     from recsim_llm.lm.store import load_encoder
 
+    check_out_dir(out_dir, "eval")
     if not encoders:
         raise ValueError("encoders: give at least one encoder directory")
     data = load_logs(logs)
@@ -321,13 +327,8 @@ def evaluate_encoders(
             str(p): e.config["trainable_fraction"] for p, e in zip(encoders, loaded, strict=True)
         },
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", result)
-    md = out / "results.md"
-    tmp = md.with_name(f".{md.name}.tmp-{os.getpid()}")
-    tmp.write_text(markdown_table(table) + "\n")
-    os.replace(tmp, md)
+    files = {"results.json": json_text(result), "results.md": markdown_table(table) + "\n"}
+    write_directory(out_dir, files, "eval")
     return result
 
 

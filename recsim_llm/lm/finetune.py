@@ -529,8 +529,10 @@ def finetune(
     the table goes into ``metrics.json``. ``cache_texts`` ({'items': [...], 'profiles': [...]})
     are pre-encoded into ``cache.npz`` so that envs over those texts start without running the LM.
     """
+    from recsim_llm.io import check_out_dir
     from recsim_llm.lm.store import save_encoder
 
+    check_out_dir(out_dir, "encoder")  # before any work; written by recsim_llm.io at the end
     config = config or FinetuneConfig()
     data = logs if isinstance(logs, LogData) else load_logs(logs)
     trainer = Trainer(config, data, progress)

@@ -19,7 +19,11 @@ _SKIP = {"lora", "model_path"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from recsim_llm.lm.finetune import FinetuneConfig
 
-    parser.add_argument("--out", required=True, help="encoder directory to write (atomically)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="encoder directory to write (atomically; new, empty, or an encoder folder of ours)",
+    )
     parser.add_argument(
         "--logs", default="", help="log directory (from write-logs); default: write new logs"
     )
@@ -54,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recsim_llm.io import claim_output
+
+    with claim_output(args.out, "encoder"):  # checked and held before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from recsim_llm.lm.finetune import FinetuneConfig, finetune
     from recsim_llm.lm.store import merge_encoder
 

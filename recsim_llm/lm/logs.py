@@ -8,8 +8,8 @@ A log directory holds
   ``profile``, ``candidates``, ``slate``, ``click_pos`` (-1 none), ``rating`` (0 none),
   ``engagement``, ``history_text`` (the observable history text *before* this slate).
 
-Every file is written to a temporary name and moved into place (``os.replace``), and the
-directory itself appears atomically. Other sources (e.g. MovieLens) write the same format.
+The directory is written by ``recsim_llm.io`` (kind ``"logs"``): staged in a hidden sibling,
+marked and swapped in whole; ``--out`` is checked before any work. Other sources (e.g. MovieLens) write the same format.
 The behaviour policy is stochastic: Gumbel top-k over true click utilities at a temperature,
 mixed with uniformly random slates, so that the logs cover items a myopic policy would not show.
 """
@@ -19,10 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ import numpy as np
 
 from recsim_llm import text
 from recsim_llm.config import EnvConfig, WorldConfig, to_dict
+from recsim_llm.io import check_out_dir, json_default, json_text, write_directory
 
 LOG_FORMAT = "recsim-llm-logs/1"
 
@@ -51,58 +49,23 @@ def world_hash(world: WorldConfig) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-@contextmanager
-def atomic_directory(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces ``out_dir`` only when the block succeeds.
-
-    An exception leaves ``out_dir`` as it was (the temporary directory is removed). A hard kill
-    never leaves a half-written target: at worst a ``.tmp-*`` sibling remains, or, if the kill
-    falls between the two renames that swap an existing target, the target is missing and its
-    previous version sits in a ``.NAME.old-*/x`` sibling, to be moved back by hand.
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        for file in tmp.rglob("*"):
-            os.chmod(file, 0o755 if file.is_dir() else 0o644)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _jsonl_text(rows: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, default=json_default) + "\n" for row in rows)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=_json_default) + "\n")
-    os.replace(tmp, path)
+def _write_log_directory(
+    out_dir: str | os.PathLike[str],
+    items: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+) -> Path:
+    """One log directory, through ``recsim_llm.io`` (kind ``"logs"``)."""
+    files = {
+        "items.jsonl": _jsonl_text(items),
+        "impressions.jsonl": _jsonl_text(rows),
+        "config.json": json_text(meta),
+    }
+    return write_directory(out_dir, files, "logs")
 
 
 @dataclass(frozen=True)
@@ -144,6 +107,7 @@ def write_behaviour_logs(
     from recsim_llm.encoders import BagOfWordsEncoder
     from recsim_llm.envs.core import SlateSimulator
 
+    check_out_dir(out_dir, "logs")
     config = config or EnvConfig()
     policy = policy or BehaviourPolicy()
     for name, value, low in (("n_users", n_users, 1), ("n_steps", n_steps, 1), ("seed", seed, 0)):
@@ -217,11 +181,7 @@ def write_behaviour_logs(
         "n_rows": len(rows),
         "n_distinct_users": int(next_id),
     }
-    with atomic_directory(out_dir) as tmp:
-        _write_jsonl(tmp / "items.jsonl", items)
-        _write_jsonl(tmp / "impressions.jsonl", rows)
-        write_json(tmp / "config.json", meta)
-    return Path(out_dir)
+    return _write_log_directory(out_dir, items, rows, meta)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -462,6 +422,7 @@ def write_movielens_logs(
     """
     from recsim_llm.movielens import load_movielens
 
+    check_out_dir(out_dir, "logs")
     ml = load_movielens(data_dir)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x3E1]))
     movies = ml.movies
@@ -528,8 +489,4 @@ def write_movielens_logs(
         "world_hash": None,
         "label_fields": {"click": "every row (rated)", "liked": "rating >= 4"},
     }
-    with atomic_directory(out_dir) as tmp:
-        _write_jsonl(tmp / "items.jsonl", items)
-        _write_jsonl(tmp / "impressions.jsonl", rows)
-        write_json(tmp / "config.json", meta)
-    return Path(out_dir)
+    return _write_log_directory(out_dir, items, rows, meta)

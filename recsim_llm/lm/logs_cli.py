@@ -11,7 +11,11 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="log directory to write (replaced atomically)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="log directory to write (new, empty, or a log folder of ours; replaced atomically)",
+    )
     parser.add_argument("--scenario", default="default", help="scenario whose world is logged")
     parser.add_argument("--n-users", type=int, default=256, help="concurrent user slots")
     parser.add_argument("--n-steps", type=int, default=40, help="world steps to run")
@@ -31,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recsim_llm.io import claim_output
+
+    with claim_output(args.out, "logs"):  # checked and held before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from recsim_llm.lm.logs import (
         BehaviourPolicy,
         load_logs,

@@ -93,7 +93,12 @@ class _Bundle:
     def __init__(self, path: Path, n_threads: int) -> None:
         from safetensors.numpy import load_file
 
-        from recsim_llm.lm.store import read_encoder_config, text_key
+        from recsim_llm.lm.store import (
+            EncoderFormatError,
+            read_cache,
+            read_encoder_config,
+            text_key,
+        )
 
         self.path = path
         self.config = read_encoder_config(path)
@@ -105,6 +110,15 @@ class _Bundle:
         self.dim = int(self.config["dim"])
         self.n_threads = n_threads
         heads = load_file(str(path / "heads.safetensors"))
+        fast = ("fast.gate", "fast.decay_logit", "fast.w_profile", "fast.w_history", "fast.bias")
+        missing = [k for k in fast if k not in heads]
+        if missing:
+            raise EncoderFormatError(f"{path / 'heads.safetensors'} lacks the fast head {missing}")
+        bad = [k for k in fast if not np.isfinite(heads[k]).all()]
+        if bad:
+            raise EncoderFormatError(
+                f"{path / 'heads.safetensors'} holds non-finite values (NaN or inf) in {bad}"
+            )
         decay = 1.0 / (1.0 + np.exp(-float(heads["fast.decay_logit"])))
         self.head = {
             "gate": heads["fast.gate"].astype(np.float32),
@@ -115,15 +129,13 @@ class _Bundle:
         }
         self.items: dict[int, np.ndarray] = {}
         self.profiles: dict[int, np.ndarray] = {}
-        cache = path / "cache.npz"
-        if cache.is_file():
-            with np.load(cache) as z:
-                for keys, emb, target in (
-                    ("item_keys", "item_emb", self.items),
-                    ("profile_keys", "profile_emb", self.profiles),
-                ):
-                    if keys in z.files:
-                        target.update(zip(z[keys].tolist(), z[emb].astype(np.float32), strict=True))
+        cache = read_cache(path, self.config)  # checked: listed, hash, names, shapes, finite
+        for keys, emb, target in (
+            ("item_keys", "item_emb", self.items),
+            ("profile_keys", "profile_emb", self.profiles),
+        ):
+            if cache and keys in cache:
+                target.update(zip(cache[keys].tolist(), cache[emb].astype(np.float32), strict=True))
         self._key = text_key
         self._lm: Any = None
 

@@ -12,24 +12,33 @@ Layout of an encoder directory::
     cache.npz             optional: item/profile embeddings keyed by text hash
 
 Loading checks every listed file exists with the recorded hash and that the base model matches
-the recorded architecture; anything else raises ``EncoderFormatError`` naming the file.
+the recorded architecture; anything else raises ``EncoderFormatError`` naming the file. The cache
+is read back only through ``read_cache``: it must be listed in ``encoder.json``, the bytes read
+must match the recorded sha256, and its arrays must have the expected names, dtypes, shapes and
+finite values. Written encoder directories are ``"encoder"`` outputs of ``recsim_llm.io`` (marked,
+swapped in whole); reading needs no marker (the shipped encoder has none).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsim_llm.lm.logs import atomic_directory, write_json
+from recsim_llm.io import check_out_dir, json_text, output_directory
 from recsim_llm.lm.model import build_model, resolve_model_path
 
 ENCODER_FORMAT = "recsim-llm-encoder/1"
+CACHE_FILE = "cache.npz"
+CACHE_PAIRS = (("item_keys", "item_emb"), ("profile_keys", "profile_emb"))
+"""Arrays of ``cache.npz``: text keys (uint64, ``(n,)``) and their embeddings (float, ``(n, dim)``)."""
 _ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
@@ -103,11 +112,15 @@ def save_encoder(
     metrics: dict[str, Any],
     cache: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write an encoder directory atomically (see the module docstring); returns its path."""
+    """Write an encoder directory atomically (see the module docstring); returns its path.
+
+    Raises:
+        OutputError: ``out_dir`` is not ours to replace (see ``recsim_llm.io``).
+    """
     from safetensors.torch import save_file
 
     lora = bool(config["lora"])
-    with atomic_directory(out_dir) as tmp:
+    with output_directory(out_dir, "encoder") as tmp:
         if lora:
             model.backbone.save_pretrained(str(tmp / "adapter"))
             (tmp / "adapter" / "README.md").unlink(missing_ok=True)  # PEFT boilerplate
@@ -116,15 +129,17 @@ def save_encoder(
         heads = {k: v.detach().cpu().contiguous() for k, v in model.head_state_dict().items()}
         save_file(heads, str(tmp / "heads.safetensors"))
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        write_json(tmp / "metrics.json", metrics)
+        (tmp / "metrics.json").write_text(json_text(metrics), encoding="utf-8")
         if cache:
-            np.savez(tmp / "cache.npz", **cache)
+            check_cache_arrays(Path(out_dir) / CACHE_FILE, cache, int(config["dim"]))
+            np.savez(tmp / CACHE_FILE, **cache)
         files = {
             str(p.relative_to(tmp)): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
             if p.is_file() and p.name not in ("encoder.json", "metrics.json")
         }
-        write_json(tmp / "encoder.json", {**config, "format": ENCODER_FORMAT, "files": files})
+        manifest = {**config, "format": ENCODER_FORMAT, "files": files}
+        (tmp / "encoder.json").write_text(json_text(manifest), encoding="utf-8")
     return Path(out_dir)
 
 
@@ -252,19 +267,88 @@ def _check_arch(root: Path, config: dict[str, Any], backbone: Any) -> None:
 
 def merge_encoder(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Merge a LoRA encoder's adapter into plain backbone weights, written as a new directory."""
+    check_out_dir(dst, "encoder")
     loaded = load_encoder(src)
     if not loaded.config["lora"]:
         raise ValueError(f"encoder {str(src)!r} is not a LoRA encoder (nothing to merge)")
+    cache = read_cache(src, loaded.config)
     model = loaded.model
     model.backbone = model.backbone.merge_and_unload()
     config = {k: v for k, v in loaded.config.items() if k not in ("files", "format")}
     config.update(lora=False, merged_from=str(src), base_model=str(Path(dst) / "backbone"))
-    return save_encoder(dst, model, loaded.tokenizer, config, loaded.metrics, _read_cache(src))
+    return save_encoder(dst, model, loaded.tokenizer, config, loaded.metrics, cache)
 
 
-def _read_cache(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
-    file = Path(path) / "cache.npz"
-    if not file.is_file():
+def check_cache_arrays(file: Path, arrays: dict[str, np.ndarray], dim: int) -> None:
+    """Refuse a cache whose names, dtypes, shapes or values are not what ``read_cache`` expects.
+
+    Raises:
+        EncoderFormatError: naming ``file`` and what is wrong.
+    """
+    known = {name for pair in CACHE_PAIRS for name in pair}
+    unknown = sorted(set(arrays) - known)
+    if unknown:
+        raise EncoderFormatError(
+            f"{file}: unexpected arrays {unknown}; expected some of {sorted(known)}"
+        )
+    for keys_name, emb_name in CACHE_PAIRS:
+        if (keys_name in arrays) != (emb_name in arrays):
+            raise EncoderFormatError(f"{file}: {keys_name!r} and {emb_name!r} come only together")
+        if keys_name not in arrays:
+            continue
+        keys, emb = np.asarray(arrays[keys_name]), np.asarray(arrays[emb_name])
+        if keys.dtype != np.uint64 or keys.ndim != 1:
+            raise EncoderFormatError(
+                f"{file}: {keys_name!r} must be a 1-d uint64 array, got {keys.dtype} {keys.shape}"
+            )
+        if emb.dtype.kind != "f" or emb.shape != (keys.size, dim):
+            raise EncoderFormatError(
+                f"{file}: {emb_name!r} must be a float array of shape ({keys.size}, {dim}) "
+                f"(keys x encoder dim), got {emb.dtype} {emb.shape}"
+            )
+        if np.unique(keys).size != keys.size:
+            raise EncoderFormatError(f"{file}: {keys_name!r} holds repeated keys")
+        bad = ~np.isfinite(emb).all(axis=1)
+        if bad.any():
+            raise EncoderFormatError(
+                f"{file}: {emb_name!r} holds non-finite values (NaN or inf) in {int(bad.sum())} of "
+                f"{keys.size} rows; refit it (recsim-llm finetune --cache-world)"
+            )
+
+
+def read_cache(
+    path: str | os.PathLike[str], config: dict[str, Any] | None = None
+) -> dict[str, np.ndarray] | None:
+    """The checked ``cache.npz`` of an encoder directory, or None when it has none.
+
+    The cache must be listed in ``encoder.json`` (``config``, read and checked when not given);
+    the bytes loaded are the bytes hashed (no pickles), and the arrays pass
+    ``check_cache_arrays``.
+
+    Raises:
+        EncoderFormatError: unlisted, hash mismatch, unreadable, or wrong arrays; names the file.
+    """
+    root = Path(path)
+    file = root / CACHE_FILE
+    if not file.exists():
         return None
-    with np.load(file) as z:
-        return {k: z[k] for k in z.files}
+    if config is None:
+        config = read_encoder_config(root)
+    digest = config["files"].get(CACHE_FILE)
+    if digest is None:
+        raise EncoderFormatError(
+            f"{file} is not listed in encoder.json, so it cannot be checked; remove it or rewrite "
+            "the encoder with recsim-llm finetune"
+        )
+    payload = file.read_bytes()
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise EncoderFormatError(
+            f"encoder file {file} does not match encoder.json (sha256 differs): corrupt or replaced"
+        )
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise EncoderFormatError(f"{file} is not a readable .npz of plain arrays: {err}") from None
+    check_cache_arrays(file, arrays, int(config["dim"]))
+    return arrays
