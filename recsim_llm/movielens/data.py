@@ -1,4 +1,4 @@
-"""MovieLens-100K loaders: the GroupLens files and RecBole's atomic files, strictly validated.
+"""MovieLens-100K loaders (``recsim_llm.movielens.data``): the GroupLens files and RecBole's atomic files, strictly validated.
 
 Two layouts hold the same data:
 
@@ -26,6 +26,8 @@ import numpy as np
 
 __all__ = [
     "GENRES",
+    "GROUPLENS_FILES",
+    "RECBOLE_FILES",
     "DataFormatError",
     "MovieLens",
     "Movies",
@@ -60,7 +62,9 @@ GENRES: tuple[str, ...] = (
 """MovieLens genres in the order of the GroupLens ``u.item`` flags."""
 
 GROUPLENS_FILES = ("u.data", "u.item", "u.user")
+"""The GroupLens layout's files: ratings, movies, users."""
 RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+"""The RecBole layout's files: ratings, movies, users."""
 
 
 class DataFormatError(ValueError):
@@ -134,6 +138,9 @@ class MovieLens:
     layout: str
     """'grouplens' or 'recbole'."""
     data_dir: str
+    ratings_file: str
+    """Path of the ratings file (``u.data`` or ``ml-100k.inter``), named by errors about the
+    ratings as a whole (see ``recsim_llm.movielens.fit.check_fit_data``)."""
 
     @property
     def n_ratings(self) -> int:
@@ -297,7 +304,11 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
     numbers, ids, titles, years, genres = [], [], [], [], []
     for number, line in _read_lines(item_path, item_encoding):
         parts = _fields(
-            item_path, number, line, "|", 5 + len(GENRES),
+            item_path,
+            number,
+            line,
+            "|",
+            5 + len(GENRES),
             "id, title, release date, video date, URL and 19 genre flags",
         )
         ids.append(_int(item_path, number, parts[0], "movie id", 0))
@@ -308,9 +319,7 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         years.append(year)
         flags = parts[5:]
         if any(f.strip() not in ("0", "1") for f in flags):
-            raise DataFormatError(
-                item_path, number, "genre flags 0 or 1", repr("|".join(flags))
-            )
+            raise DataFormatError(item_path, number, "genre flags 0 or 1", repr("|".join(flags)))
         genres.append(tuple(g for g, f in zip(GENRES, flags, strict=True) if f.strip() == "1"))
         numbers.append(number)
     _check_unique(item_path, numbers, ids, "movie id")
@@ -359,6 +368,7 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         timestamp=np.asarray(stamps, dtype=np.int64),
         layout="grouplens",
         data_dir=str(root),
+        ratings_file=str(data_path),
     )
 
 
@@ -374,6 +384,13 @@ def _header(path: Path, lines: list[tuple[int, str]], required: tuple[str, ...])
         if not sep or not name or not kind:
             raise DataFormatError(
                 path, number, "a typed header of tab-separated 'name:type' columns", repr(column)
+            )
+        if name in columns:
+            raise DataFormatError(
+                path,
+                number,
+                "a header with unique column names",
+                f"column {name!r} twice (columns {columns[name] + 1} and {pos + 1})",
             )
         columns[name] = pos
     missing = [c for c in required if c not in columns]
@@ -392,7 +409,9 @@ def _rows(path: Path, lines: list[tuple[int, str]], n_columns: int):
         parts = line.split("\t")
         if len(parts) != n_columns:
             raise DataFormatError(
-                path, number, f"{n_columns} tab-separated fields as in the header",
+                path,
+                number,
+                f"{n_columns} tab-separated fields as in the header",
                 f"{len(parts)} fields",
             )
         yield number, parts
@@ -468,6 +487,7 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         timestamp=np.asarray(stamps, dtype=np.int64),
         layout="recbole",
         data_dir=str(root),
+        ratings_file=str(inter_path),
     )
 
 
