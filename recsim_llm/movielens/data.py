@@ -292,25 +292,13 @@ def _index_ratings(
 # -- GroupLens ---------------------------------------------------------------------------------
 
 
-def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> MovieLens:
-    """Load the GroupLens files ``u.data``, ``u.item`` and ``u.user`` from ``data_dir``.
-
-    ``u.item`` is read as ``item_encoding`` (latin-1 in the official release); ``u.data`` and
-    ``u.user`` must be ASCII.
-    """
-    root = Path(data_dir)
-    item_path, user_path, data_path = root / "u.item", root / "u.user", root / "u.data"
-
+def _grouplens_movies(item_path: Path, item_encoding: str) -> Movies:
     numbers, ids, titles, years, genres = [], [], [], [], []
     for number, line in _read_lines(item_path, item_encoding):
         parts = _fields(
-            item_path,
-            number,
-            line,
-            "|",
-            5 + len(GENRES),
+            item_path, number, line, "|", 5 + len(GENRES),
             "id, title, release date, video date, URL and 19 genre flags",
-        )
+        )  # fmt: skip
         ids.append(_int(item_path, number, parts[0], "movie id", 0))
         title = parts[1].strip()
         match = _TITLE_YEAR.search(title)
@@ -323,13 +311,15 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         genres.append(tuple(g for g, f in zip(GENRES, flags, strict=True) if f.strip() == "1"))
         numbers.append(number)
     _check_unique(item_path, numbers, ids, "movie id")
-    movies = Movies(
+    return Movies(
         ids=np.asarray(ids, dtype=np.int64),
         titles=tuple(titles),
         years=np.asarray(years, dtype=np.int64),
         genres=tuple(genres),
     )
 
+
+def _grouplens_users(user_path: Path) -> Users:
     numbers, uids, ages, genders, jobs, zips = [], [], [], [], [], []
     for number, line in _read_lines(user_path, "ascii"):
         parts = _fields(user_path, number, line, "|", 5, "id, age, gender, occupation, zip")
@@ -340,13 +330,25 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         zips.append(parts[4].strip())
         numbers.append(number)
     _check_unique(user_path, numbers, uids, "user id")
-    users = Users(
+    return Users(
         ids=np.asarray(uids, dtype=np.int64),
         age=np.asarray(ages, dtype=np.int64),
         gender=tuple(genders),
         occupation=tuple(jobs),
         zip_code=tuple(zips),
     )
+
+
+def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> MovieLens:
+    """Load the GroupLens files ``u.data``, ``u.item`` and ``u.user`` from ``data_dir``.
+
+    ``u.item`` is read as ``item_encoding`` (latin-1 in the official release); ``u.data`` and
+    ``u.user`` must be ASCII.
+    """
+    root = Path(data_dir)
+    item_path, user_path, data_path = root / "u.item", root / "u.user", root / "u.data"
+    movies = _grouplens_movies(item_path, item_encoding)
+    users = _grouplens_users(user_path)
 
     numbers, r_users, r_items, ratings, stamps = [], [], [], [], []
     for number, line in _read_lines(data_path, "ascii"):
@@ -417,12 +419,7 @@ def _rows(path: Path, lines: list[tuple[int, str]], n_columns: int):
         yield number, parts
 
 
-def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
-    """Load RecBole atomic files ``{name}.inter``, ``{name}.item`` and ``{name}.user``."""
-    root = Path(data_dir)
-    inter_path, item_path = root / f"{name}.inter", root / f"{name}.item"
-    user_path = root / f"{name}.user"
-
+def _recbole_movies(item_path: Path) -> Movies:
     lines = _read_lines(item_path, "utf-8")
     col = _header(item_path, lines, ("item_id", "movie_title", "release_year", "class"))
     numbers, ids, titles, years, genres = [], [], [], [], []
@@ -440,13 +437,15 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         genres.append(names)
         numbers.append(number)
     _check_unique(item_path, numbers, ids, "item id")
-    movies = Movies(
+    return Movies(
         ids=np.asarray(ids, dtype=np.int64),
         titles=tuple(titles),
         years=np.asarray(years, dtype=np.int64),
         genres=tuple(genres),
     )
 
+
+def _recbole_users(user_path: Path) -> Users:
     lines = _read_lines(user_path, "utf-8")
     col = _header(user_path, lines, ("user_id", "age", "gender", "occupation"))
     numbers, uids, ages, genders, jobs, zips = [], [], [], [], [], []
@@ -458,13 +457,22 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         zips.append(parts[col["zip_code"]].strip() if "zip_code" in col else "")
         numbers.append(number)
     _check_unique(user_path, numbers, uids, "user id")
-    users = Users(
+    return Users(
         ids=np.asarray(uids, dtype=np.int64),
         age=np.asarray(ages, dtype=np.int64),
         gender=tuple(genders),
         occupation=tuple(jobs),
         zip_code=tuple(zips),
     )
+
+
+def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
+    """Load RecBole atomic files ``{name}.inter``, ``{name}.item`` and ``{name}.user``."""
+    root = Path(data_dir)
+    inter_path, item_path = root / f"{name}.inter", root / f"{name}.item"
+    user_path = root / f"{name}.user"
+    movies = _recbole_movies(item_path)
+    users = _recbole_users(user_path)
 
     lines = _read_lines(inter_path, "utf-8")
     col = _header(inter_path, lines, ("user_id", "item_id", "rating", "timestamp"))
