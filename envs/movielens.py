@@ -2,7 +2,7 @@
 
 The MDP is ``SlateEnv``'s; only the world differs: items are the real movies, users are real
 users (fitted hidden tastes, demographic profile text), and choice, rating and churn parameters
-are fitted on the training part of the logs (see ``recsim_llm.calibration``). The fit is cached
+are fitted on the training part of the logs (see ``recsim_llm.movielens``). The fit is cached
 per data directory, so creating a second env is fast.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from recsim_llm.calibration import Calibration, CalibrationConfig, calibrate
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.slate import SlateEnv
 from recsim_llm.envs.vector import SlateVectorEnv
+from recsim_llm.movielens import Calibration, CalibrationConfig, calibrate
 
 __all__ = ["MovieLensEnv", "MovieLensVectorEnv", "movielens_env_config"]
 

@@ -17,7 +17,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "write-logs": "recsim_llm.lm.logs_cli",
     "finetune": "recsim_llm.lm.finetune_cli",
     "encoder-eval": "recsim_llm.lm.eval_cli",
-    "fidelity": "recsim_llm.fidelity",
+    "fidelity": "recsim_llm.movielens.cli",
 }
 """Subcommand name -> module implementing it."""
 

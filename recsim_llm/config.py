@@ -18,7 +18,8 @@ from recsim_llm.sizes import MAX_STEPS, check_memory
 T = TypeVar("T")
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < low or (high is not None and value > high):
@@ -26,9 +27,11 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise ValueError(f"{name} must be in [{low}, {upper}], got {value}")
 
 
-def _check_float(
+def check_float(
     name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False
 ) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in [low, high]
+    (``(low, high]`` with ``open_low``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(float(value)):
@@ -38,7 +41,8 @@ def _check_float(
         raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
 
 
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
@@ -73,10 +77,10 @@ class CatalogConfig:
     """Seed of the catalog generator: the same seed gives the same catalog (and item texts)."""
 
     def __post_init__(self) -> None:
-        _check_int("catalog.n_items", self.n_items, 1)
-        _check_int("catalog.n_new_items", self.n_new_items, 0)
-        _check_int("catalog.new_items_per_step", self.new_items_per_step, 1)
-        _check_int("catalog.n_topics", self.n_topics, 2, 16)
+        check_int("catalog.n_items", self.n_items, 1)
+        check_int("catalog.n_new_items", self.n_new_items, 0)
+        check_int("catalog.new_items_per_step", self.new_items_per_step, 1)
+        check_int("catalog.n_topics", self.n_topics, 2, 16)
         # Per item: latent vector, four scalar arrays, three texts (~1 KiB as Python strings) and
         # a cached embedding (up to 384 float32): a generous 3 KiB plus the latent vector.
         check_memory(
@@ -84,10 +88,10 @@ class CatalogConfig:
             float(self.n_items + self.n_new_items) * (3 * 1024 + 8 * self.n_topics),
             "the catalog (arrays, texts and item embeddings)",
         )
-        _check_float("catalog.clickbait_fraction", self.clickbait_fraction, 0.0, 1.0)
-        _check_float("catalog.text_noise", self.text_noise, 0.0, 1.0)
-        _check_float("catalog.genre_label_noise", self.genre_label_noise, 0.0, 1.0)
-        _check_int("catalog.seed", self.seed, 0)
+        check_float("catalog.clickbait_fraction", self.clickbait_fraction, 0.0, 1.0)
+        check_float("catalog.text_noise", self.text_noise, 0.0, 1.0)
+        check_float("catalog.genre_label_noise", self.genre_label_noise, 0.0, 1.0)
+        check_int("catalog.seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -109,16 +113,16 @@ class UserConfig:
 
     def __post_init__(self) -> None:
         _check_registered("users.model", self.model, "USER_MODELS")
-        _check_int("users.interest_topics_max", self.interest_topics_max, 1, 16)
-        _check_float("users.interest_noise", self.interest_noise, 0.0, 10.0)
-        _check_float("users.satisfaction_low", self.satisfaction_low, 0.0, 1.0)
-        _check_float("users.satisfaction_high", self.satisfaction_high, 0.0, 1.0)
+        check_int("users.interest_topics_max", self.interest_topics_max, 1, 16)
+        check_float("users.interest_noise", self.interest_noise, 0.0, 10.0)
+        check_float("users.satisfaction_low", self.satisfaction_low, 0.0, 1.0)
+        check_float("users.satisfaction_high", self.satisfaction_high, 0.0, 1.0)
         if self.satisfaction_low > self.satisfaction_high:
             raise ValueError(
                 "users.satisfaction_low must be <= users.satisfaction_high, got "
                 f"{self.satisfaction_low} > {self.satisfaction_high}"
             )
-        _check_float("users.profile_taste_accuracy", self.profile_taste_accuracy, 0.0, 1.0)
+        check_float("users.profile_taste_accuracy", self.profile_taste_accuracy, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -146,10 +150,10 @@ class ChoiceConfig:
     def __post_init__(self) -> None:
         _check_registered("choice.model", self.model, "CHOICE_MODELS")
         for name in ("match_weight", "appeal_weight", "boredom_weight", "position_bias"):
-            _check_float(f"choice.{name}", getattr(self, name), 0.0, 100.0)
-        _check_float("choice.no_click_base", self.no_click_base, -100.0, 100.0)
-        _check_float("choice.no_click_dissatisfaction", self.no_click_dissatisfaction, 0.0, 100.0)
-        _check_float("choice.cascade_continue", self.cascade_continue, 0.0, 1.0)
+            check_float(f"choice.{name}", getattr(self, name), 0.0, 100.0)
+        check_float("choice.no_click_base", self.no_click_base, -100.0, 100.0)
+        check_float("choice.no_click_dissatisfaction", self.no_click_dissatisfaction, 0.0, 100.0)
+        check_float("choice.cascade_continue", self.cascade_continue, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -171,11 +175,11 @@ class ResponseConfig:
 
     def __post_init__(self) -> None:
         _check_registered("response.model", self.model, "RESPONSE_MODELS")
-        _check_float("response.engagement_scale", self.engagement_scale, 0.0, 1e6, open_low=True)
-        _check_float("response.engagement_appeal_weight", self.engagement_appeal_weight, 0.0, 100.0)
-        _check_float("response.engagement_value_weight", self.engagement_value_weight, 0.0, 100.0)
-        _check_float("response.engagement_noise", self.engagement_noise, 0.0, 10.0)
-        _check_float("response.rating_noise", self.rating_noise, 0.0, 10.0)
+        check_float("response.engagement_scale", self.engagement_scale, 0.0, 1e6, open_low=True)
+        check_float("response.engagement_appeal_weight", self.engagement_appeal_weight, 0.0, 100.0)
+        check_float("response.engagement_value_weight", self.engagement_value_weight, 0.0, 100.0)
+        check_float("response.engagement_noise", self.engagement_noise, 0.0, 10.0)
+        check_float("response.rating_noise", self.rating_noise, 0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -212,23 +216,23 @@ class DynamicsConfig:
 
     def __post_init__(self) -> None:
         _check_registered("dynamics.model", self.model, "TRANSITION_MODELS")
-        _check_float("dynamics.filter_bubble_rate", self.filter_bubble_rate, 0.0, 1.0)
-        _check_float("dynamics.drift_std", self.drift_std, 0.0, 10.0)
-        _check_int("dynamics.shift_step", self.shift_step, -1)
-        _check_float("dynamics.shift_fraction", self.shift_fraction, 0.0, 1.0)
-        _check_float("dynamics.boredom_increase", self.boredom_increase, 0.0, 1.0)
-        _check_float("dynamics.boredom_decay", self.boredom_decay, 0.0, 1.0)
-        _check_float("dynamics.satisfaction_rate", self.satisfaction_rate, 0.0, 1.0)
-        _check_float("dynamics.value_reference", self.value_reference, 0.0, 1.0)
-        _check_float("dynamics.churn_base", self.churn_base, 0.0, 1.0)
-        _check_float("dynamics.churn_max", self.churn_max, 0.0, 1.0)
+        check_float("dynamics.filter_bubble_rate", self.filter_bubble_rate, 0.0, 1.0)
+        check_float("dynamics.drift_std", self.drift_std, 0.0, 10.0)
+        check_int("dynamics.shift_step", self.shift_step, -1)
+        check_float("dynamics.shift_fraction", self.shift_fraction, 0.0, 1.0)
+        check_float("dynamics.boredom_increase", self.boredom_increase, 0.0, 1.0)
+        check_float("dynamics.boredom_decay", self.boredom_decay, 0.0, 1.0)
+        check_float("dynamics.satisfaction_rate", self.satisfaction_rate, 0.0, 1.0)
+        check_float("dynamics.value_reference", self.value_reference, 0.0, 1.0)
+        check_float("dynamics.churn_base", self.churn_base, 0.0, 1.0)
+        check_float("dynamics.churn_max", self.churn_max, 0.0, 1.0)
         if self.churn_base + self.churn_max > 1.0:
             raise ValueError(
                 "dynamics.churn_base + dynamics.churn_max must be <= 1, got "
                 f"{self.churn_base + self.churn_max}"
             )
-        _check_float("dynamics.churn_threshold", self.churn_threshold, 0.0, 1.0)
-        _check_float("dynamics.churn_width", self.churn_width, 0.0, 1.0, open_low=True)
+        check_float("dynamics.churn_threshold", self.churn_threshold, 0.0, 1.0)
+        check_float("dynamics.churn_width", self.churn_width, 0.0, 1.0, open_low=True)
 
 
 @dataclass(frozen=True)
@@ -297,8 +301,8 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.world, WorldConfig):
             raise ValueError("world must be a WorldConfig")
-        _check_int("slate_size", self.slate_size, 1)
-        _check_int("n_candidates", self.n_candidates, 1)
+        check_int("slate_size", self.slate_size, 1)
+        check_int("n_candidates", self.n_candidates, 1)
         if self.slate_size > self.n_candidates:
             raise ValueError(
                 f"slate_size must be <= n_candidates, got {self.slate_size} > {self.n_candidates}"
@@ -308,23 +312,23 @@ class EnvConfig:
                 f"n_candidates must be <= catalog.n_items, got {self.n_candidates} > "
                 f"{self.world.catalog.n_items}"
             )
-        _check_int("n_popular_candidates", self.n_popular_candidates, 0)
-        _check_int("n_new_candidates", self.n_new_candidates, 0)
+        check_int("n_popular_candidates", self.n_popular_candidates, 0)
+        check_int("n_new_candidates", self.n_new_candidates, 0)
         if self.n_popular_candidates + self.n_new_candidates > self.n_candidates:
             raise ValueError(
                 "n_popular_candidates + n_new_candidates must be <= n_candidates, got "
                 f"{self.n_popular_candidates + self.n_new_candidates} > {self.n_candidates}"
             )
-        _check_int("popular_pool", self.popular_pool, 1)
-        _check_int("new_item_window", self.new_item_window, 1)
-        _check_int("horizon", self.horizon, 1, MAX_STEPS)
+        check_int("popular_pool", self.popular_pool, 1)
+        check_int("new_item_window", self.new_item_window, 1)
+        check_int("horizon", self.horizon, 1, MAX_STEPS)
         shift = self.world.dynamics
         if shift.shift_step >= self.horizon and shift.shift_fraction > 0.0:
             raise ValueError(
                 f"dynamics.shift_step must be < horizon ({self.horizon}) for the shift event to "
                 f"happen, got {shift.shift_step}"
             )
-        _check_int("history_length", self.history_length, 1)
+        check_int("history_length", self.history_length, 1)
         # The log keeps, per user slot, history_length slates and 3 scalars (int64/float64);
         # this checks one slot, the simulator checks all of them once n_users is known.
         check_memory(
@@ -336,9 +340,9 @@ class EnvConfig:
             raise ValueError(f"encoder must be a non-empty string, got {self.encoder!r}")
         if not isinstance(self.encoder_path, str):
             raise ValueError(f"encoder_path must be a string, got {self.encoder_path!r}")
-        _check_int("encoder_dim", self.encoder_dim, 2, 4096)
-        _check_float("history_decay", self.history_decay, 0.0, 1.0)
-        _check_choice("duplicate_policy", self.duplicate_policy, ("repair", "error"))
+        check_int("encoder_dim", self.encoder_dim, 2, 4096)
+        check_float("history_decay", self.history_decay, 0.0, 1.0)
+        check_choice("duplicate_policy", self.duplicate_policy, ("repair", "error"))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recsim_llm.io import atomic_write_bytes as atomic_write_bytes  # for not-yet-moved importers
 from recsim_llm.io import json_text, write_directory
-from recsim_llm.io import share_file_mode as share_file_mode  # for not-yet-moved importers
 
 RESULT_COLUMNS = ("run_id", "policy", "scenario", "seed", "step", "metric", "value")
 SESSION_STEP = -1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -10,14 +12,20 @@ import pytest
 from test_movielens_data import REAL_DATA, needs_real_data, write_grouplens
 
 import recsim_llm  # noqa: F401 - registers the env ids
-from recsim_llm import calibration as calib
-from recsim_llm.calibration import CalibrationConfig, calibrate, time_split
+from recsim_llm import movielens as calib
 from recsim_llm.config import EnvConfig
 from recsim_llm.envs.movielens import MovieLensEnv, MovieLensVectorEnv
+from recsim_llm.movielens import CalibrationConfig, calibrate, time_split
+from recsim_llm.movielens import cache as ml_cache
 
 FAST = CalibrationConfig(iterations=60, activity_shrink=(0.7,))
 SMALL_ENV = EnvConfig(
-    slate_size=3, n_candidates=8, n_popular_candidates=2, n_new_candidates=1, horizon=30, encoder="bow"
+    slate_size=3,
+    n_candidates=8,
+    n_popular_candidates=2,
+    n_new_candidates=1,
+    horizon=30,
+    encoder="bow",
 )
 
 
@@ -97,7 +105,9 @@ def test_fixture_env_passes_gymnasium_and_sb3_checks(fixture_dir: Path) -> None:
 
 def test_same_seed_same_trajectory(fixture_dir: Path) -> None:
     def rollout() -> list[float]:
-        env = MovieLensEnv(data_dir=fixture_dir, config=SMALL_ENV, calibration=FAST, user_pool="all")
+        env = MovieLensEnv(
+            data_dir=fixture_dir, config=SMALL_ENV, calibration=FAST, user_pool="all"
+        )
         env.action_space.seed(3)
         obs, _ = env.reset(seed=11)
         out = [float(obs.sum())]
@@ -112,7 +122,9 @@ def test_same_seed_same_trajectory(fixture_dir: Path) -> None:
 
 
 def test_registered_id_and_vector_env(fixture_dir: Path) -> None:
-    env = gym.make("RecSimLLM/MovieLens-v0", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST)
+    env = gym.make(
+        "RecSimLLM/MovieLens-v0", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST
+    )
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     venv = MovieLensVectorEnv(4, data_dir=fixture_dir, config=SMALL_ENV, calibration=FAST)
@@ -130,14 +142,14 @@ def test_disk_cache_is_used_instead_of_refitting(
 ) -> None:
     config = CalibrationConfig(iterations=20, activity_shrink=(), seed=5)
     first = calibrate(fixture_dir, config, cache_dir=tmp_path)
-    files = list(tmp_path.glob("movielens-fit-*.npz"))
+    files = list(tmp_path.glob("movielens-fit-*.fit"))
     assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
     calib.clear_cache()
 
     def no_fit(*args: object, **kwargs: object) -> None:
         raise AssertionError("refitted although the disk cache holds the fit")
 
-    monkeypatch.setattr(calib, "fit_calibration", no_fit)
+    monkeypatch.setattr(ml_cache, "fit_calibration", no_fit)
     second = calibrate(fixture_dir, config, cache_dir=tmp_path)
     np.testing.assert_array_equal(first.fit.user_vec, second.fit.user_vec)
     np.testing.assert_array_equal(first.catalog.latent, second.catalog.latent)
@@ -150,6 +162,140 @@ def test_disk_cache_is_used_instead_of_refitting(
     np.testing.assert_array_equal(first.fit.user_vec, third.fit.user_vec)
 
 
+# -- the on-disk cache is checked before use ----------------------------------------------------
+
+
+def _flip_a_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _rewrite(change):
+    """Rewrite the cache file through ``save_fit`` (consistent hash and metadata) with ``change``."""
+
+    def edit(path: Path, fit: calib.CalibrationFit, key: str) -> None:
+        ml_cache.save_fit(path, change(fit), key)
+
+    return edit
+
+
+def _nan_user_vec(fit: calib.CalibrationFit) -> calib.CalibrationFit:
+    user_vec = fit.user_vec.copy()
+    user_vec[0, 0] = np.nan
+    return replace(fit, user_vec=user_vec)
+
+
+TAMPERED = [
+    pytest.param(
+        lambda path, fit, key: _flip_a_byte(path),
+        "bytes do not match the hash recorded",
+        id="bytes-changed",
+    ),
+    pytest.param(
+        lambda path, fit, key: path.write_bytes(b"not an npz"),
+        "not a recsim-llm calibration cache",
+        id="not-ours",
+    ),
+    pytest.param(
+        _rewrite(_nan_user_vec), "user_vec holds non-finite values", id="nan-consistent-hash"
+    ),
+    pytest.param(
+        _rewrite(lambda fit: replace(fit, item_vec=fit.item_vec[:-1])),
+        r"item_vec is float64\[79, 5\], expected float64\[80, 5\]",
+        id="wrong-shape",
+    ),
+    pytest.param(
+        _rewrite(lambda fit: replace(fit, quality=fit.quality.astype(np.float32))),
+        "quality is float32",
+        id="wrong-dtype",
+    ),
+    pytest.param(
+        _rewrite(lambda fit: replace(fit, scalars={**fit.scalars, "scale": float("inf")})),
+        "scalars are not all finite",
+        id="infinite-scalar",
+    ),
+    pytest.param(
+        _rewrite(lambda fit: replace(fit, is_test=~fit.is_test)),
+        "held-out split is not this data's",
+        id="other-split",
+    ),
+    pytest.param(
+        lambda path, fit, key: ml_cache.save_fit(path, fit, "0" * 32),
+        "key mismatch",
+        id="other-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tamper", "reason"), TAMPERED)
+def test_tampered_cache_is_refitted_never_used(
+    fixture_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    tamper,
+    reason: str,
+) -> None:
+    config = CalibrationConfig(iterations=15, latent_dim=5, activity_shrink=(), seed=7)
+    first = calibrate(fixture_dir, config, cache_dir=tmp_path)
+    key = ml_cache.fingerprint(Path(fixture_dir).resolve(), config)
+    path = ml_cache.cache_path(tmp_path, key)
+    assert path.is_file()
+    tamper(path, first.fit, key)
+    calib.clear_cache()
+    fits = []
+    real_fit = ml_cache.fit_calibration
+
+    def counting_fit(*args, **kwargs):
+        fits.append(1)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(ml_cache, "fit_calibration", counting_fit)
+    second = calibrate(fixture_dir, config, cache_dir=tmp_path)
+    assert fits == [1]  # refitted, the cache file was not used
+    err = capsys.readouterr().err
+    assert f"calibration cache {path} not used" in err and "refitting" in err
+    assert re.search(reason, err), err
+    np.testing.assert_array_equal(first.fit.user_vec, second.fit.user_vec)
+    assert np.isfinite(second.fit.user_vec).all()
+    # The refit replaced the bad file: it now loads and passes every check.
+    ml_cache.load_fit(path, second.data, config, key)
+    calib.clear_cache()
+
+
+def test_cache_load_refuses_a_plain_npz_without_a_recorded_hash(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    config = CalibrationConfig(iterations=5, activity_shrink=())
+    cal = calibrate(fixture_dir, config)
+    path = tmp_path / "old-format.npz"
+    np.savez(path, **{name: getattr(cal.fit, name) for name in ml_cache.FIT_ARRAYS})
+    with pytest.raises(ml_cache.CacheError, match="no header with its hash"):
+        ml_cache.load_fit(path, cal.data, config, "k")
+
+
+# -- the package's shape ------------------------------------------------------------------------
+
+
+def test_no_private_imports_across_modules() -> None:
+    """Modules of recsim_llm.movielens (and the env) import only public names of each other."""
+    import ast
+
+    root = Path(calib.__file__).parent
+    files = sorted(root.glob("*.py")) + [root.parents[1] / "envs" / "movielens.py"]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recsim_llm"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{file.name} imports private {private} from {node.module}"
+            if file.name == "movielens.py" and isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                assert not module.startswith("recsim_llm.movielens."), (
+                    f"envs/movielens.py imports {module}; use the public recsim_llm.movielens API"
+                )
+
+
 # -- the real data ------------------------------------------------------------------------------
 
 
@@ -159,7 +305,10 @@ def real() -> calib.Calibration:
 
 
 def _auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
-    return float((scores_pos[:, None] > scores_neg[None, :]).mean() + 0.5 * (scores_pos[:, None] == scores_neg[None, :]).mean())
+    return float(
+        (scores_pos[:, None] > scores_neg[None, :]).mean()
+        + 0.5 * (scores_pos[:, None] == scores_neg[None, :]).mean()
+    )
 
 
 @needs_real_data
@@ -191,7 +340,9 @@ def test_real_env_passes_the_same_checks_as_the_synthetic_one(real: calib.Calibr
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = gym.make("RecSimLLM/MovieLens-v0", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow"))
+    env = gym.make(
+        "RecSimLLM/MovieLens-v0", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow")
+    )
     assert env.unwrapped.calibration is real  # the fit is cached per data directory
     check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(MovieLensEnv(data_dir=REAL_DATA))

@@ -189,3 +189,17 @@ def test_overflow_and_utf8_item_file_name_file_and_line(tmp_path, name, edit):
     with pytest.raises(DataFormatError) as err:
         load_grouplens(root)
     assert err.value.path.endswith(name) and err.value.line == 1
+
+
+def test_recbole_header_with_a_duplicated_column_is_refused(tmp_path: Path) -> None:
+    root = write_recbole(tmp_path / "rb")
+    path = root / "ml-100k.user"
+    lines = path.read_text().splitlines()
+    lines[0] = lines[0].replace("gender:token", "age:token")  # two 'age' columns
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"ml-100k\.user, line 1: expected a header with unique column names, found column "
+        r"'age' twice \(columns 2 and 3\)",
+    ):
+        load_recbole(root)

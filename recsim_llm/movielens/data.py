@@ -1,4 +1,4 @@
-"""MovieLens-100K loaders: the GroupLens files and RecBole's atomic files, strictly validated.
+"""MovieLens-100K loaders (``recsim_llm.movielens.data``): the GroupLens files and RecBole's atomic files, strictly validated.
 
 Two layouts hold the same data:
 
@@ -26,6 +26,8 @@ import numpy as np
 
 __all__ = [
     "GENRES",
+    "GROUPLENS_FILES",
+    "RECBOLE_FILES",
     "DataFormatError",
     "MovieLens",
     "Movies",
@@ -60,7 +62,9 @@ GENRES: tuple[str, ...] = (
 """MovieLens genres in the order of the GroupLens ``u.item`` flags."""
 
 GROUPLENS_FILES = ("u.data", "u.item", "u.user")
+"""The GroupLens layout's files: ratings, movies, users."""
 RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+"""The RecBole layout's files: ratings, movies, users."""
 
 
 class DataFormatError(ValueError):
@@ -134,6 +138,9 @@ class MovieLens:
     layout: str
     """'grouplens' or 'recbole'."""
     data_dir: str
+    ratings_file: str
+    """Path of the ratings file (``u.data`` or ``ml-100k.inter``), named by errors about the
+    ratings as a whole (see ``recsim_llm.movielens.fit.check_fit_data``)."""
 
     @property
     def n_ratings(self) -> int:
@@ -285,21 +292,13 @@ def _index_ratings(
 # -- GroupLens ---------------------------------------------------------------------------------
 
 
-def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> MovieLens:
-    """Load the GroupLens files ``u.data``, ``u.item`` and ``u.user`` from ``data_dir``.
-
-    ``u.item`` is read as ``item_encoding`` (latin-1 in the official release); ``u.data`` and
-    ``u.user`` must be ASCII.
-    """
-    root = Path(data_dir)
-    item_path, user_path, data_path = root / "u.item", root / "u.user", root / "u.data"
-
+def _grouplens_movies(item_path: Path, item_encoding: str) -> Movies:
     numbers, ids, titles, years, genres = [], [], [], [], []
     for number, line in _read_lines(item_path, item_encoding):
         parts = _fields(
             item_path, number, line, "|", 5 + len(GENRES),
             "id, title, release date, video date, URL and 19 genre flags",
-        )
+        )  # fmt: skip
         ids.append(_int(item_path, number, parts[0], "movie id", 0))
         title = parts[1].strip()
         match = _TITLE_YEAR.search(title)
@@ -308,19 +307,19 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         years.append(year)
         flags = parts[5:]
         if any(f.strip() not in ("0", "1") for f in flags):
-            raise DataFormatError(
-                item_path, number, "genre flags 0 or 1", repr("|".join(flags))
-            )
+            raise DataFormatError(item_path, number, "genre flags 0 or 1", repr("|".join(flags)))
         genres.append(tuple(g for g, f in zip(GENRES, flags, strict=True) if f.strip() == "1"))
         numbers.append(number)
     _check_unique(item_path, numbers, ids, "movie id")
-    movies = Movies(
+    return Movies(
         ids=np.asarray(ids, dtype=np.int64),
         titles=tuple(titles),
         years=np.asarray(years, dtype=np.int64),
         genres=tuple(genres),
     )
 
+
+def _grouplens_users(user_path: Path) -> Users:
     numbers, uids, ages, genders, jobs, zips = [], [], [], [], [], []
     for number, line in _read_lines(user_path, "ascii"):
         parts = _fields(user_path, number, line, "|", 5, "id, age, gender, occupation, zip")
@@ -331,13 +330,25 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         zips.append(parts[4].strip())
         numbers.append(number)
     _check_unique(user_path, numbers, uids, "user id")
-    users = Users(
+    return Users(
         ids=np.asarray(uids, dtype=np.int64),
         age=np.asarray(ages, dtype=np.int64),
         gender=tuple(genders),
         occupation=tuple(jobs),
         zip_code=tuple(zips),
     )
+
+
+def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> MovieLens:
+    """Load the GroupLens files ``u.data``, ``u.item`` and ``u.user`` from ``data_dir``.
+
+    ``u.item`` is read as ``item_encoding`` (latin-1 in the official release); ``u.data`` and
+    ``u.user`` must be ASCII.
+    """
+    root = Path(data_dir)
+    item_path, user_path, data_path = root / "u.item", root / "u.user", root / "u.data"
+    movies = _grouplens_movies(item_path, item_encoding)
+    users = _grouplens_users(user_path)
 
     numbers, r_users, r_items, ratings, stamps = [], [], [], [], []
     for number, line in _read_lines(data_path, "ascii"):
@@ -359,6 +370,7 @@ def load_grouplens(data_dir: str | Path, item_encoding: str = "latin-1") -> Movi
         timestamp=np.asarray(stamps, dtype=np.int64),
         layout="grouplens",
         data_dir=str(root),
+        ratings_file=str(data_path),
     )
 
 
@@ -374,6 +386,13 @@ def _header(path: Path, lines: list[tuple[int, str]], required: tuple[str, ...])
         if not sep or not name or not kind:
             raise DataFormatError(
                 path, number, "a typed header of tab-separated 'name:type' columns", repr(column)
+            )
+        if name in columns:
+            raise DataFormatError(
+                path,
+                number,
+                "a header with unique column names",
+                f"column {name!r} twice (columns {columns[name] + 1} and {pos + 1})",
             )
         columns[name] = pos
     missing = [c for c in required if c not in columns]
@@ -392,18 +411,15 @@ def _rows(path: Path, lines: list[tuple[int, str]], n_columns: int):
         parts = line.split("\t")
         if len(parts) != n_columns:
             raise DataFormatError(
-                path, number, f"{n_columns} tab-separated fields as in the header",
+                path,
+                number,
+                f"{n_columns} tab-separated fields as in the header",
                 f"{len(parts)} fields",
             )
         yield number, parts
 
 
-def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
-    """Load RecBole atomic files ``{name}.inter``, ``{name}.item`` and ``{name}.user``."""
-    root = Path(data_dir)
-    inter_path, item_path = root / f"{name}.inter", root / f"{name}.item"
-    user_path = root / f"{name}.user"
-
+def _recbole_movies(item_path: Path) -> Movies:
     lines = _read_lines(item_path, "utf-8")
     col = _header(item_path, lines, ("item_id", "movie_title", "release_year", "class"))
     numbers, ids, titles, years, genres = [], [], [], [], []
@@ -421,13 +437,15 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         genres.append(names)
         numbers.append(number)
     _check_unique(item_path, numbers, ids, "item id")
-    movies = Movies(
+    return Movies(
         ids=np.asarray(ids, dtype=np.int64),
         titles=tuple(titles),
         years=np.asarray(years, dtype=np.int64),
         genres=tuple(genres),
     )
 
+
+def _recbole_users(user_path: Path) -> Users:
     lines = _read_lines(user_path, "utf-8")
     col = _header(user_path, lines, ("user_id", "age", "gender", "occupation"))
     numbers, uids, ages, genders, jobs, zips = [], [], [], [], [], []
@@ -439,13 +457,22 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         zips.append(parts[col["zip_code"]].strip() if "zip_code" in col else "")
         numbers.append(number)
     _check_unique(user_path, numbers, uids, "user id")
-    users = Users(
+    return Users(
         ids=np.asarray(uids, dtype=np.int64),
         age=np.asarray(ages, dtype=np.int64),
         gender=tuple(genders),
         occupation=tuple(jobs),
         zip_code=tuple(zips),
     )
+
+
+def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
+    """Load RecBole atomic files ``{name}.inter``, ``{name}.item`` and ``{name}.user``."""
+    root = Path(data_dir)
+    inter_path, item_path = root / f"{name}.inter", root / f"{name}.item"
+    user_path = root / f"{name}.user"
+    movies = _recbole_movies(item_path)
+    users = _recbole_users(user_path)
 
     lines = _read_lines(inter_path, "utf-8")
     col = _header(inter_path, lines, ("user_id", "item_id", "rating", "timestamp"))
@@ -468,6 +495,7 @@ def load_recbole(data_dir: str | Path, name: str = "ml-100k") -> MovieLens:
         timestamp=np.asarray(stamps, dtype=np.int64),
         layout="recbole",
         data_dir=str(root),
+        ratings_file=str(inter_path),
     )
 
 
