@@ -67,7 +67,6 @@ __all__ = [
 ]
 
 
-
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -75,7 +75,7 @@ def _progress_callback(total: int, desc: str) -> Any:
 
     class _Progress(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+            self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, mininterval=0.5)
 
         def _on_step(self) -> bool:
             self.bar.update(self.training_env.num_envs)
