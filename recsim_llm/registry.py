@@ -76,7 +76,7 @@ class Registry(Generic[T]):
 
     def _check(self, name: str) -> None:
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
+            raise ValueError(f"{self.kind} must be one of {self.names()}, got {name!r}")
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

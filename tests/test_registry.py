@@ -40,7 +40,7 @@ def test_a_bad_entry_point_fails_when_resolved_not_when_registered():
 def test_errors_name_the_kind_and_list_the_names():
     reg: Registry[object] = Registry("widget")
     reg.register("a", "json:dumps")
-    with pytest.raises(ValueError, match=r"unknown widget 'b'; registered: a"):
+    with pytest.raises(ValueError, match=r"widget must be one of \['a'\], got 'b'"):
         reg.resolve("b")
     with pytest.raises(ValueError, match="widget 'a' is already registered"):
         reg.register("a", "json:loads")
@@ -53,7 +53,7 @@ def test_errors_name_the_kind_and_list_the_names():
         reg.register("c", ":dumps")
     reg.unregister("a")
     assert reg.names() == []
-    with pytest.raises(ValueError, match="unknown widget"):
+    with pytest.raises(ValueError, match="widget must be one of"):
         reg.unregister("a")
 
 
@@ -94,7 +94,7 @@ def test_a_toy_encoder_registered_by_entry_point_is_used_by_the_env():
         assert np.allclose(obs[:5], 0.25)
     finally:
         ENCODERS.unregister("toy")
-    with pytest.raises(ValueError, match="unknown encoder 'toy'"):
+    with pytest.raises(ValueError, match="encoder must be one of .*, got 'toy'"):
         SlateEnv(config=EnvConfig(encoder="toy"))
 
 
