@@ -36,11 +36,14 @@ def train_sb3(
     n_envs: int = 16,
     seed: int = 0,
     encoder: Any = None,
+    progress: bool = False,
     **algo_kwargs: Any,
 ) -> Any:
     """Train ``algorithm`` on ``n_envs`` concurrent users of ``config``; returns the SB3 model.
 
-    The batched world and the encoder stay in this process (no subprocess per env).
+    The batched world and the encoder stay in this process (no subprocess per env). With
+    ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
+    the model is the same with or without it).
     """
     import stable_baselines3 as sb3
     import torch
@@ -60,15 +63,49 @@ def train_sb3(
         kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
     kwargs.update(algo_kwargs)
     model = getattr(sb3, algorithm)("MlpPolicy", venv, **kwargs)
-    model.learn(total_timesteps=total_timesteps)
+    callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
+    model.learn(total_timesteps=total_timesteps, callback=callback)
     return model
 
 
-def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--out") -> None:
-    """Save ``model`` to ``path`` (.zip) atomically, with its env config as ``PATH.json``.
+def _progress_callback(total: int, desc: str) -> Any:
+    """An SB3 callback drawing a tqdm bar of user-steps on stderr."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm.auto import tqdm
 
-    A ``"model"`` output of ``recsim_llm.io``: the sidecar ``PATH.json`` carries the marker keys,
-    and an existing ``path`` is replaced only when its sidecar marks it as ours.
+    class _Progress(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, mininterval=0.5)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return _Progress()
+
+
+def env_dims(config: EnvConfig) -> dict[str, list[int]]:
+    """The observation shape and slate action ``nvec`` of the env ``config`` builds."""
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    env = SlateVectorEnv(num_envs=1, config=config)
+    return {
+        "observation_shape": [int(d) for d in env.single_observation_space.shape],
+        "action_nvec": [int(n) for n in env.single_action_space.nvec],
+    }
+
+
+def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--out") -> None:
+    """Save ``model`` to ``path`` (.zip) atomically, with a sidecar ``PATH.json``.
+
+    The sidecar records what ``load_sb3_policy`` checks before it unpickles the zip: the
+    model's name (the file stem), its algorithm, the env config it was trained on, its encoder,
+    the observation shape and the slate action's ``nvec``. It is a ``"model"`` output of
+    ``recsim_llm.io``: the sidecar carries the marker keys, and an existing ``path`` is replaced
+    only when its sidecar marks it as ours.
 
     Raises:
         OutputError: ``path`` (or ``PATH.json``) exists and was not written by recsim-llm.
@@ -76,16 +113,29 @@ def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--o
     from recsim_llm.config import to_dict
     from recsim_llm.io import output_file
 
-    meta = {"algorithm": type(model).__name__, "env": to_dict(config)}
+    path = Path(path)
+    meta = {
+        "name": path.stem,
+        "algorithm": type(model).__name__,
+        "encoder": config.encoder,
+        "encoder_path": config.encoder_path,
+        "observation_shape": [int(d) for d in model.observation_space.shape],
+        "action_nvec": [int(n) for n in model.action_space.nvec],
+        "env": to_dict(config),
+    }
     with output_file(path, "model", meta=meta, option=option) as tmp:
         model.save(tmp)
 
 
-def load_sb3_policy(path: Path) -> SB3Policy:
-    """A saved SB3 model (written by ``save_sb3_model``) as a SlatePolicy."""
-    import json
+def check_sb3_model(path: Path, config: EnvConfig | None = None) -> dict[str, Any]:
+    """Read and check the sidecar of a saved model without unpickling anything.
 
-    import stable_baselines3 as sb3
+    Refuses (``ValueError`` naming the file and the field) a sidecar of another model (its
+    ``name`` is not the file's stem), an unknown algorithm, and, when ``config`` is given, a
+    model whose encoder or env dimensions differ from the env ``config`` builds. Returns the
+    sidecar.
+    """
+    import json
 
     path = Path(path)
     meta_path = path.with_suffix(".json")
@@ -94,8 +144,52 @@ def load_sb3_policy(path: Path) -> SB3Policy:
     if not meta_path.is_file():
         raise FileNotFoundError(f"model metadata not found: {meta_path} (written beside the model)")
     meta = json.loads(meta_path.read_text())
-    algorithm = meta.get("algorithm")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{meta_path}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    model = getattr(sb3, algorithm).load(path, device="cpu")
-    return SB3Policy(model, f"{algorithm.lower()}:{path.stem}")
+    missing = [
+        k
+        for k in ("name", "algorithm", "encoder", "observation_shape", "action_nvec")
+        if k not in meta
+    ]
+    if missing:
+        raise ValueError(
+            f"model {path}: its metadata {meta_path} lacks {', '.join(missing)} "
+            "(saved by an older version: train it again)"
+        )
+    if meta["name"] != path.stem:
+        raise ValueError(
+            f"model {path}: name differs: the metadata records {meta['name']!r}, the file is "
+            f"{path.stem!r} (a renamed model or another model's metadata)"
+        )
+    if meta["algorithm"] not in ALGORITHMS:
+        raise ValueError(
+            f"model {path}: algorithm must be one of {ALGORITHMS}, got {meta['algorithm']!r}"
+        )
+    if config is not None:
+        want = {"encoder": config.encoder, "encoder_path": config.encoder_path, **env_dims(config)}
+        for field, value in want.items():
+            if meta.get(field, "") != value:
+                raise ValueError(
+                    f"model {path}: {field} differs: the model was trained with "
+                    f"{meta.get(field, '')!r}, the env to evaluate has {value!r}"
+                )
+    return meta
+
+
+def load_sb3_policy(path: Path, config: EnvConfig | None = None) -> SB3Policy:
+    """A saved SB3 model (written by ``save_sb3_model``) as a SlatePolicy.
+
+    Loading a zip unpickles code stored in it: load only files you trust. The sidecar is
+    checked first (``check_sb3_model``, against ``config`` when given), so a model for another
+    env is refused before anything is unpickled.
+    """
+    import stable_baselines3 as sb3
+
+    path = Path(path)
+    meta = check_sb3_model(path, config)
+    model = getattr(sb3, meta["algorithm"]).load(path, device="cpu")
+    shape = [int(d) for d in model.observation_space.shape]
+    if shape != meta["observation_shape"]:
+        raise ValueError(
+            f"model {path}: observation_shape differs: the zip holds {shape}, its metadata "
+            f"records {meta['observation_shape']}"
+        )
+    return SB3Policy(model, f"{meta['algorithm'].lower()}:{path.stem}")

@@ -1,48 +1,45 @@
-"""Built-in subcommands of ``recsim-llm``: ``quickstart`` and ``simulate``."""
+"""Built-in subcommands of ``recsim-llm``: quickstart, simulate, evaluate, train, dashboard.
+
+Each is a ``Command`` (help, ``add_arguments``, ``run``) registered by name in
+``recsim_llm.cli.COMMANDS``. Arguments are parsed and checked (policy specs, scenario and encoder
+names, the output path) before anything is printed or run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import functools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from recsim_llm.agents.specs import make_policies, make_policy, parse_spec, policy_forms
+from recsim_llm.cli import Command
 from recsim_llm.config import EnvConfig, to_dict
+from recsim_llm.encoders import encoder_names
 from recsim_llm.io import claim_output
 from recsim_llm.results import write_run
-from recsim_llm.scenarios import SCENARIOS, scenario_config
+from recsim_llm.scenarios import scenario_config, scenario_names
 
-POLICY_NAMES = ("random", "popularity", "linucb", "myopic", "oracle", "mix")
-
-
-def make_policy(name: str, mix: float = 0.4, seed: int = 0):  # noqa: ANN201
-    """A baseline policy by name ('mix' uses ``mix``)."""
-    from recsim_llm.agents import baselines
-
-    if name == "random":
-        return baselines.RandomPolicy(seed)
-    if name == "popularity":
-        return baselines.PopularityPolicy(seed)
-    if name == "linucb":
-        from recsim_llm.agents.bandits import LinUCBPolicy
-
-        return LinUCBPolicy()
-    if name == "myopic":
-        return baselines.MyopicPolicy()
-    if name == "oracle":
-        return baselines.OraclePolicy()
-    if name == "mix":
-        return baselines.FixedMixPolicy(mix)
-    raise ValueError(f"policy must be one of {POLICY_NAMES}, got {name!r}")
+TRUST_WARNING = (
+    "recsim-llm: note: loading a model zip unpickles code stored in it; load only files you trust"
+)
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -86,24 +83,87 @@ def _claims_out(kind: str) -> Callable[[Callable[[argparse.Namespace], int]], Ca
         return claimed
 
     return wrap
+def _policy_spec(text: str) -> str:
+    """A policy spec whose name is registered (its argument is checked when it is built)."""
+    try:
+        parse_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text.strip()
+
+
+def _policy_specs(text: str) -> list[str]:
+    specs = [_policy_spec(p) for p in text.split(",") if p.strip()]
+    if not specs:
+        raise argparse.ArgumentTypeError("policies must name at least one policy")
+    return specs
+
+
+def _scenarios(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("scenarios must name at least one scenario")
+    for name in names:
+        if name not in scenario_names():
+            raise argparse.ArgumentTypeError(
+                f"unknown scenario {name!r}; choose from {', '.join(scenario_names())}"
+            )
+    return names
+
+
+def _add_encoder(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--encoder",
+        choices=encoder_names(),
+        default=default,
+        help="user encoder"
+        + ("" if default else " (default: the scenario's encoder, lm-fast for the built-in ones)"),
+    )
+
+
+def _add_scenario(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--scenario", choices=scenario_names(), default="default", help=help_text)
+
+
+def _add_seeds(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--seeds", type=_seeds, default=default, help="comma-separated evaluation seeds"
+    )
+
+
+def _add_horizon(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--horizon",
+        type=_positive_int,
+        default=None,
+        help="steps per session (default: the scenario's, 100 for the built-in ones)",
+    )
+
+
+def _warn_if_models(specs: list[str]) -> None:
+    if any(spec.startswith("model:") for spec in specs):
+        print(TRUST_WARNING, file=sys.stderr)
 
 
 # -- quickstart -----------------------------------------------------------------------------------
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="evaluation seeds (0,1,2)")
-    parser.add_argument("--users", type=_positive_int, default=128, help="sessions per seed (128)")
+    _add_seeds(parser, "0,1,2")
+    parser.add_argument("--users", type=_positive_int, default=128, help="sessions per seed")
     parser.add_argument(
-        "--ppo-steps", type=int, default=20_000, help="PPO training user-steps; 0 skips PPO (20000)"
+        "--ppo-steps",
+        type=_non_negative_int,
+        default=20_000,
+        help="PPO training user-steps; 0 skips PPO",
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory")
     parser.add_argument(
-        "--encoder", default=None, help="encoder name (default: the env config's default)"
+        "--out", type=Path, default=Path("runs/quickstart"), help="run directory to write"
     )
+    _add_encoder(parser, EnvConfig().encoder)
     parser.add_argument(
         "--finetune",
         action="store_true",
-        help="fine-tune a fresh LoRA encoder on the default world first (a few minutes) and use "
-        "it instead of the shipped one",
+        help="fine-tune a fresh LoRA encoder on the default world first (minutes to tens of "
+        "minutes, by core count and load) and use it instead of the shipped one",
     )
 
 
@@ -134,7 +194,9 @@ def run_quickstart(args: argparse.Namespace) -> int:
     # Pick the best fixed mix on seeds disjoint from the evaluation seeds.
     tuning_seeds = [max(args.seeds) + 1000 + i for i in range(2)]
     grid = baselines.fixed_mix_grid(config.slate_size + 1)
-    grid_summary, _ = evaluate(grid, config, tuning_seeds, min(args.users, 64), "default", "tune")
+    grid_summary, _ = evaluate(
+        grid, config, tuning_seeds, min(args.users, 64), "default", "tune", progress=True
+    )
     best = max(grid_summary, key=lambda s: s.per_seed["return"].mean())
     best_mix = float(best.policy.split("-")[1])
     print(f"  best fixed mix on tuning seeds {tuning_seeds}: {best_mix:.2f}")
@@ -153,10 +215,14 @@ def run_quickstart(args: argparse.Namespace) -> int:
         from recsim_llm.agents.sb3 import SB3Policy, train_sb3
 
         t0 = time.perf_counter()
-        model = train_sb3(config, "PPO", total_timesteps=args.ppo_steps, n_envs=16, seed=0)
+        model = train_sb3(
+            config, "PPO", total_timesteps=args.ppo_steps, n_envs=16, seed=0, progress=True
+        )
         print(f"  trained PPO for {args.ppo_steps} user-steps in {time.perf_counter() - t0:.0f}s")
         policies.append(SB3Policy(model, "ppo"))
-    summaries, rows = evaluate(policies, config, args.seeds, args.users, "default", "quickstart")
+    summaries, rows = evaluate(
+        policies, config, args.seeds, args.users, "default", "quickstart", progress=True
+    )
     table = summary_table(summaries)
     print(table)
     write_run(
@@ -176,13 +242,21 @@ def run_quickstart(args: argparse.Namespace) -> int:
 
 # -- simulate -------------------------------------------------------------------------------------
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", choices=POLICY_NAMES, default="random")
-    parser.add_argument("--mix", type=float, default=0.4, help="clickbait share for --policy mix")
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    parser.add_argument("--seeds", type=_seeds, default=[0])
-    parser.add_argument("--users", type=_positive_int, default=64)
-    parser.add_argument("--horizon", type=_positive_int, default=None)
-    parser.add_argument("--encoder", default=None)
+    parser.add_argument(
+        "--policy",
+        type=_policy_spec,
+        default="random",
+        metavar="SPEC",
+        help=f"policy spec, one of: {', '.join(policy_forms())}",
+    )
+    parser.add_argument(
+        "--mix", type=float, default=0.4, help="clickbait share for a bare --policy mix"
+    )
+    _add_scenario(parser, "scenario to simulate")
+    _add_seeds(parser, "0")
+    parser.add_argument("--users", type=_positive_int, default=64, help="sessions per seed")
+    _add_horizon(parser)
+    _add_encoder(parser)
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
@@ -190,14 +264,18 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
-    policy = make_policy(args.policy, args.mix)
+    spec = f"mix:{args.mix}" if args.policy == "mix" else args.policy
     overrides: dict[str, object] = {}
     if args.horizon:
         overrides["horizon"] = args.horizon
     if args.encoder:
         overrides["encoder"] = args.encoder
     config: EnvConfig = scenario_config(args.scenario, **overrides)
-    summaries, rows = evaluate([policy], config, args.seeds, args.users, args.scenario, "simulate")
+    _warn_if_models([spec])
+    policy = make_policy(spec, configs=[config])
+    summaries, rows = evaluate(
+        [policy], config, args.seeds, args.users, args.scenario, "simulate", progress=True
+    )
     write_run(
         args.out,
         rows,
@@ -215,34 +293,27 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 # -- evaluate -------------------------------------------------------------------------------------
-def parse_policy(spec: str, seed: int = 0):  # noqa: ANN201
-    """A policy from a spec: a baseline name, ``mix:SHARE``, or ``model:PATH`` (an SB3 zip)."""
-    if spec.startswith("mix:"):
-        try:
-            share = float(spec[4:])
-        except ValueError:
-            raise ValueError(f"policy spec {spec!r}: mix share must be a number") from None
-        return make_policy("mix", share)
-    if spec.startswith("model:"):
-        from recsim_llm.agents.sb3 import load_sb3_policy
-
-        return load_sb3_policy(Path(spec[6:]))
-    return make_policy(spec, seed=seed)
-
-
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policies",
+        type=_policy_specs,
         default="random,popularity,myopic,mix:0.2,oracle",
-        help="comma-separated: random, popularity, myopic, oracle, mix:SHARE, model:PATH.zip",
+        metavar="SPECS",
+        help=f"comma-separated policy specs, each one of: {', '.join(policy_forms())} "
+        "(SHARE: clickbait share in [0, 1]; PATH: a model zip from `recsim-llm train`). "
+        "Names are unique in a run: a second policy of the same name gets '#2'",
     )
     parser.add_argument(
-        "--scenarios", default="default", help=f"comma-separated from {sorted(SCENARIOS)}"
+        "--scenarios",
+        type=_scenarios,
+        default="default",
+        metavar="NAMES",
+        help=f"comma-separated scenarios, from: {', '.join(scenario_names())}",
     )
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
-    parser.add_argument("--users", type=_positive_int, default=64)
-    parser.add_argument("--horizon", type=_positive_int, default=None)
-    parser.add_argument("--encoder", default=None)
+    _add_seeds(parser, "0,1,2")
+    parser.add_argument("--users", type=_positive_int, default=64, help="sessions per seed")
+    _add_horizon(parser)
+    _add_encoder(parser)
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
@@ -250,30 +321,35 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
-    specs = [p.strip() for p in args.policies.split(",") if p.strip()]
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if not specs:
-        raise ValueError("policies must name at least one policy")
-    for name in scenarios:
-        if name not in SCENARIOS:
-            raise ValueError(f"scenarios: unknown scenario {name!r}; known: {sorted(SCENARIOS)}")
-    policies = [parse_policy(spec) for spec in specs]  # all parsed before anything runs
+    specs, scenarios = args.policies, args.scenarios
     overrides: dict[str, object] = {}
     if args.horizon:
         overrides["horizon"] = args.horizon
     if args.encoder:
         overrides["encoder"] = args.encoder
+    env_configs = {name: scenario_config(name, **overrides) for name in scenarios}
+    _warn_if_models(specs)
+    # Every policy is built (and every model checked against every scenario) before any run.
+    policies = make_policies(specs, configs=list(env_configs.values()))
     all_rows, report, configs = [], [], {}
     for name in scenarios:
-        config = scenario_config(name, **overrides)
+        config = env_configs[name]
         configs[name] = to_dict(config)
-        summaries, rows = evaluate(policies, config, args.seeds, args.users, name, "evaluate")
+        summaries, rows = evaluate(
+            policies, config, args.seeds, args.users, name, "evaluate", progress=True
+        )
         all_rows.extend(rows)
         report += [f"## {name}", "", summary_table(summaries), ""]
     write_run(
         args.out,
         all_rows,
-        {"scenarios": configs, "policies": specs, "seeds": args.seeds, "users": args.users},
+        {
+            "scenarios": configs,
+            "policies": specs,
+            "policy_names": [p.name for p in policies],
+            "seeds": args.seeds,
+            "users": args.users,
+        },
         files={"summary.md": "\n".join(report)},
     )
     print("\n".join(report))
@@ -283,13 +359,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 # -- train ----------------------------------------------------------------------------------------
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", choices=("PPO", "A2C"), default="PPO")
-    parser.add_argument("--steps", type=_positive_int, default=50_000, help="user-steps")
+    parser.add_argument("--algo", choices=("PPO", "A2C"), default="PPO", help="SB3 algorithm")
+    parser.add_argument("--steps", type=_positive_int, default=50_000, help="user-steps to train")
     parser.add_argument("--envs", type=_positive_int, default=16, help="concurrent users")
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--encoder", default=None)
-    parser.add_argument("--out", type=Path, required=True, help="model file to write (.zip)")
+    _add_scenario(parser, "scenario to train on")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
+    _add_encoder(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="model file to write (.zip; its metadata goes beside it as .json)",
+    )
 
 
 @_claims_out("model")
@@ -301,7 +382,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.out.suffix != ".zip":
         raise ValueError(f"out must end in .zip, got {args.out}")
     t0 = time.perf_counter()
-    model = train_sb3(config, args.algo, args.steps, args.envs, args.seed)
+    model = train_sb3(config, args.algo, args.steps, args.envs, args.seed, progress=True)
     save_sb3_model(model, args.out, config)
     print(
         f"trained {args.algo} for {args.steps} user-steps in {time.perf_counter() - t0:.0f}s: "
@@ -313,7 +394,7 @@ def run_train(args: argparse.Namespace) -> int:
 # -- dashboard ------------------------------------------------------------------------------------
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run directories")
-    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--port", type=_positive_int, default=8501, help="port of the web app")
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -340,33 +421,28 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
-BUILTIN: dict[
-    str,
-    tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
-] = {
-    "quickstart": (
-        "Run the default world with the baselines (and a short PPO) and print a table.",
-        add_quickstart_arguments,
-        run_quickstart,
-    ),
-    "simulate": (
-        "Roll out one policy over seeds and write a tidy results file.",
-        add_simulate_arguments,
-        run_simulate,
-    ),
-    "evaluate": (
-        "Evaluate several policies over scenarios and seeds, with bootstrap intervals.",
-        add_evaluate_arguments,
-        run_evaluate,
-    ),
-    "train": (
-        "Train a Stable-Baselines3 policy on the batched env and save it.",
-        add_train_arguments,
-        run_train,
-    ),
-    "dashboard": (
-        "Open the Streamlit dashboard on saved run directories.",
-        add_dashboard_arguments,
-        run_dashboard,
-    ),
-}
+QUICKSTART = Command(
+    "Run the default world with the baselines (and a short PPO) and print a table.",
+    add_quickstart_arguments,
+    run_quickstart,
+)
+SIMULATE = Command(
+    "Roll out one policy over seeds and write a tidy results file.",
+    add_simulate_arguments,
+    run_simulate,
+)
+EVALUATE = Command(
+    "Evaluate several policies over scenarios and seeds, with bootstrap intervals.",
+    add_evaluate_arguments,
+    run_evaluate,
+)
+TRAIN = Command(
+    "Train a Stable-Baselines3 policy on the batched env and save it.",
+    add_train_arguments,
+    run_train,
+)
+DASHBOARD = Command(
+    "Open the Streamlit dashboard on saved run directories.",
+    add_dashboard_arguments,
+    run_dashboard,
+)

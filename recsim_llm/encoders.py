@@ -3,7 +3,8 @@
 An encoder never reads hidden state. It embeds item texts once (new items when they arrive),
 turns a new user's profile text into an initial (cold-start) state, and updates user states
 after each step from the interaction log. Encoders are looked up by name (``EnvConfig.encoder``)
-in a registry; heavy encoders (the language model) register factories that import torch lazily.
+in ``ENCODERS``; the language-model encoders are lazy ``"module:attr"`` entry points, so torch is
+imported only when one is built.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsim_llm.log import InteractionLog
+from recsim_llm.registry import Registry
 
 if TYPE_CHECKING:
     from recsim_llm.config import EnvConfig
@@ -129,29 +131,32 @@ class BagOfWordsEncoder(UserEncoder):
 
 
 EncoderFactory = Callable[["EnvConfig", "Catalog"], UserEncoder]
-_REGISTRY: dict[str, EncoderFactory] = {}
+"""``factory(config, catalog) -> UserEncoder``."""
+
+ENCODERS: Registry[EncoderFactory] = Registry("encoder")
+"""Encoder name (``EnvConfig.encoder``) -> factory, as an object or a lazy ``"module:attr"``."""
 
 
-def register_encoder(name: str, factory: EncoderFactory) -> None:
+def make_bow(config: EnvConfig, catalog: Catalog) -> UserEncoder:
+    """``bow``: the hashed bag-of-words encoder (the non-LM baseline)."""
+    return BagOfWordsEncoder(config.encoder_dim, config.history_decay)
+
+
+def register_encoder(name: str, factory: EncoderFactory | str, *, overwrite: bool = False) -> None:
     """Make ``EnvConfig(encoder=name)`` build its encoder with ``factory(config, catalog)``."""
-    _REGISTRY[name] = factory
+    ENCODERS.register(name, factory, overwrite=overwrite)
 
 
 def encoder_names() -> list[str]:
     """Registered encoder names."""
-    return sorted(_REGISTRY)
+    return ENCODERS.names()
 
 
 def make_encoder(config: EnvConfig, catalog: Catalog) -> UserEncoder:
     """The encoder named by ``config.encoder``."""
-    try:
-        factory = _REGISTRY[config.encoder]
-    except KeyError:
-        raise ValueError(
-            f"encoder must be one of {encoder_names()}, got {config.encoder!r}"
-        ) from None
-    return factory(config, catalog)
+    return ENCODERS.make(config.encoder, config, catalog)
 
 
-register_encoder("bow", lambda config, catalog: BagOfWordsEncoder(config.encoder_dim, config.history_decay))
-from recsim_llm.lm import registry as _lm_registry  # noqa: E402,F401
+ENCODERS.register("bow", "recsim_llm.encoders:make_bow")
+ENCODERS.register("lm-fast", "recsim_llm.lm:make_lm_fast")
+ENCODERS.register("lm-exact", "recsim_llm.lm:make_lm_exact")

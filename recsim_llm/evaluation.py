@@ -172,11 +172,13 @@ def evaluate(
     n_users: int,
     scenario: str = "custom",
     run_id: str = "eval",
+    progress: bool = False,
 ) -> tuple[list[PolicySummary], list[ResultRow]]:
     """Every policy on every seed; returns summaries and all tidy rows.
 
     The env (catalog, item embeddings) is built once and reset per seed, so every policy sees
-    the same users and the same first candidates for a given seed.
+    the same users and the same first candidates for a given seed. With ``progress`` a bar on
+    stderr counts the (policy, seed) rollouts done.
     """
     from recsim_llm.envs.vector import SlateVectorEnv
 
@@ -188,18 +190,30 @@ def evaluate(
         raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
     if not policies:
         raise ValueError("policies must not be empty")
+    from tqdm.auto import tqdm
+
     env = SlateVectorEnv(num_envs=n_users, config=config)
     summaries, rows = [], []
+    bar = tqdm(
+        total=len(policies) * len(seeds),
+        desc=f"{run_id} {scenario}",
+        unit="rollout",
+        leave=False,
+        disable=not progress,
+    )
     for policy in policies:
         per_seed: dict[str, list[float]] = {m: [] for m in SESSION_METRICS}
         for seed in seeds:
+            bar.set_postfix_str(f"{policy.name} seed {seed}", refresh=False)
             result = rollout(policy, config, int(seed), n_users, env=env)
+            bar.update()
             rows.extend(rollout_rows(result, run_id, policy.name, scenario, int(seed)))
             for m in SESSION_METRICS:
                 per_seed[m].append(float(np.mean(result.sessions[m])))
         summaries.append(
             PolicySummary(policy.name, {m: np.asarray(v) for m, v in per_seed.items()})
         )
+    bar.close()
     return summaries, rows
 
 

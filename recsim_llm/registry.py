@@ -1,31 +1,56 @@
 """The one registry style for extension points: names mapped to lazy ``"module:attr"`` entry points.
 
-As Gymnasium registers env ids, a name maps to a string ``"package.module:attr"`` (or a callable)
-that is imported only when the name is first used, so registering costs no import. Choice models,
-user models, transition and response models use it today (``recsim_llm.world.registries``);
-encoders, scenarios, policies and CLI commands are meant to move onto the same class.
+Every extension point (choice, user, transition and response models; encoders; scenarios;
+policies; CLI commands) is a ``Registry``. As with Gymnasium's env ids, a string entry point is
+imported only when its name is first resolved, so registering a heavy implementation (torch,
+SB3) costs nothing until it is used.
 
-This module imports only the standard library, so any module can hold a registry without
-pulling anything heavy in.
+An entry point string follows the packaging entry-point grammar ``module[:attr[.attr...]]``;
+without ``:attr`` it resolves to the module itself. This module imports only the standard
+library, so any module can hold a registry without pulling anything heavy in.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+__all__ = ["Registry", "load_entry_point"]
+
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+
+
+def load_entry_point(entry_point: str) -> Any:
+    """The object named by ``"module:attr"`` (or the module, for ``"module"``).
+
+    Raises:
+        ImportError: the module cannot be imported or has no such attribute; the message names
+            the entry point.
+    """
+    module_name, _, attr = entry_point.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(
+            f"entry point {entry_point!r}: cannot import {module_name!r}: {err}"
+        ) from err
+    for part in attr.split(".") if attr else ():
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"entry point {entry_point!r}: no attribute {part!r}") from None
+    return obj
 
 
 class Registry(Generic[T]):
-    """Names of one kind of extension (e.g. ``"choice model"``) mapped to entry points.
+    """Names of one kind of extension mapped to objects or lazy entry points.
 
     Args:
-        kind: what the registry holds, in words; every error message names it.
+        kind: what the registry holds, in words (e.g. ``"choice model"``); every error names it.
 
     Example:
         >>> CHOICE_MODELS = Registry("choice model")
@@ -37,108 +62,94 @@ class Registry(Generic[T]):
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"kind must be a non-empty string, got {kind!r}")
         self.kind = kind
-        self._entry_points: dict[str, str | Callable[..., T]] = {}
-        # Resolved callables, so a string entry point is imported once.
-        self._resolved: dict[str, Callable[..., T]] = {}
+        self._entries: dict[str, str | T] = {}
+        self._loaded: dict[str, T] = {}
 
-    def register(
-        self,
-        name: str,
-        entry_point: str | Callable[..., T],
-        *,
-        overwrite: bool = False,
-    ) -> None:
-        """Map ``name`` to ``entry_point``: ``"package.module:attr"`` (attr may be dotted) or a callable.
+    def register(self, name: str, entry_point: str | T, *, overwrite: bool = False) -> None:
+        """Map ``name`` to ``entry_point``: a ``"module:attr"`` string (imported on first use) or
+        the object itself.
 
-        A string is checked for its form now and imported on first use. Registering a name twice
-        is an error unless ``overwrite=True`` (so two plug-ins cannot silently shadow each other).
+        Registering a name twice is an error unless ``overwrite=True``, so two plug-ins cannot
+        silently shadow each other.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
-        if isinstance(entry_point, str):
-            if not _ENTRY_POINT.match(entry_point):
-                raise ValueError(
-                    f"{self.kind} {name!r}: entry point must look like 'package.module:attr', "
-                    f"got {entry_point!r}"
-                )
-        elif not callable(entry_point):
+        if not isinstance(name, str) or not name or ":" in name or "," in name:
             raise ValueError(
-                f"{self.kind} {name!r}: entry point must be a 'module:attr' string or a callable, "
-                f"got {type(entry_point).__name__}"
+                f"{self.kind} name must be a non-empty string without ':' or ',', got {name!r}"
             )
-        if name in self._entry_points and not overwrite:
+        if isinstance(entry_point, str) and not _ENTRY_POINT.match(entry_point):
             raise ValueError(
-                f"{self.kind} {name!r} is already registered (to {self._entry_points[name]!r}); "
+                f"{self.kind} {name!r}: entry point must look like 'package.module:attr', "
+                f"got {entry_point!r}"
+            )
+        if name in self._entries and not overwrite:
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered (to {self._entries[name]!r}); "
                 "pass overwrite=True to replace it"
             )
-        self._entry_points[name] = entry_point
-        self._resolved.pop(name, None)
+        self._entries[name] = entry_point
+        self._loaded.pop(name, None)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests and plug-ins that clean up after themselves)."""
         self._check_known(name)
-        del self._entry_points[name]
-        self._resolved.pop(name, None)
+        del self._entries[name]
+        self._loaded.pop(name, None)
 
-    def names(self) -> tuple[str, ...]:
+    def names(self) -> list[str]:
         """The registered names, sorted."""
-        return tuple(sorted(self._entry_points))
+        return sorted(self._entries)
 
-    def entry_point(self, name: str) -> str | Callable[..., T]:
+    def entry_point(self, name: str) -> str | T:
         """What ``name`` is registered to, unresolved."""
         self._check_known(name)
-        return self._entry_points[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entry_points
+        return self._entries[name]
 
     def check(self, name: Any, field: str) -> None:
         """Raise ``ValueError`` naming config ``field`` unless ``name`` is registered."""
-        if not isinstance(name, str) or name not in self._entry_points:
-            raise ValueError(
-                f"{field} must be a registered {self.kind} {self.names()}, got {name!r}"
-            )
+        if not isinstance(name, str) or name not in self._entries:
+            raise ValueError(f"{field} must be one of {self.names()}, got {name!r}")
 
-    def resolve(self, name: str) -> Callable[..., T]:
-        """The callable behind ``name``, importing its module on first use."""
+    def resolve(self, name: str) -> T:
+        """The registered object, importing a string entry point on first use.
+
+        Raises:
+            ValueError: ``name`` is unknown, or its entry point cannot be loaded (the message
+                names the entry point).
+        """
         self._check_known(name)
-        if name not in self._resolved:
-            entry_point = self._entry_points[name]
-            self._resolved[name] = (
-                entry_point if callable(entry_point) else self._load(name, entry_point)
-            )
-        return self._resolved[name]
+        if name not in self._loaded:
+            entry = self._entries[name]
+            if isinstance(entry, str):
+                try:
+                    self._loaded[name] = load_entry_point(entry)
+                except ImportError as err:
+                    raise ValueError(f"{self.kind} {name!r}: {err}") from err
+            else:
+                self._loaded[name] = entry
+        return self._loaded[name]
 
-    def make(self, name: str, *args: Any, **kwargs: Any) -> T:
+    def make(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Resolve ``name`` and call it with ``args`` and ``kwargs``."""
-        return self.resolve(name)(*args, **kwargs)
+        factory = self.resolve(name)
+        if not callable(factory):
+            raise ValueError(
+                f"{self.kind} {name!r}: entry point {self._entries[name]!r} is not callable "
+                f"({type(factory).__name__})"
+            )
+        return factory(*args, **kwargs)
 
     def _check_known(self, name: Any) -> None:
-        if not isinstance(name, str) or name not in self._entry_points:
-            raise ValueError(f"unknown {self.kind} {name!r}; registered: {self.names()}")
+        if not isinstance(name, str) or name not in self._entries:
+            raise ValueError(f"{self.kind} must be one of {self.names()}, got {name!r}")
 
-    def _load(self, name: str, entry_point: str) -> Callable[..., T]:
-        module_name, _, attr_path = entry_point.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ValueError(
-                f"{self.kind} {name!r}: cannot import module {module_name!r} of entry point "
-                f"{entry_point!r}: {err}"
-            ) from err
-        for attr in attr_path.split("."):
-            try:
-                target = getattr(target, attr)
-            except AttributeError as err:
-                raise ValueError(
-                    f"{self.kind} {name!r}: entry point {entry_point!r} names no attribute {attr!r}"
-                ) from err
-        if not callable(target):
-            raise ValueError(
-                f"{self.kind} {name!r}: entry point {entry_point!r} is not callable "
-                f"({type(target).__name__})"
-            )
-        return target
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, names={self.names()})"
+        return f"Registry({self.kind!r}, {self.names()})"

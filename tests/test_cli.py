@@ -211,3 +211,89 @@ def test_train_writes_a_marked_model_that_loads_and_can_be_replaced(tmp_path, ca
     assert load_sb3_policy(out).name == "ppo:ppo"
     assert main(args) == 0  # ours: replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ppo.json", "ppo.zip"]
+
+
+# -- help: every option shows its default and allowed values --------------------------------------
+def _subparsers():
+    import argparse
+
+    from recsim_llm.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_command_help_shows_defaults_and_choices(capsys):
+    import argparse
+
+    import pytest
+
+    from recsim_llm.cli import COMMANDS
+
+    subparsers = _subparsers()
+    assert sorted(subparsers) == COMMANDS.names()
+    for name, sub in subparsers.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())  # unwrap argparse's line breaks
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = action.option_strings[0] if action.option_strings else action.dest
+            assert action.help, f"{name} {flag}: no help text"
+            if action.choices:
+                for choice in action.choices:
+                    assert str(choice) in text, f"{name} {flag}: choice {choice} not shown"
+            if action.option_strings and not action.required and action.nargs != 0:
+                shown = " ".join(sub._get_formatter()._expand_help(action).split())
+                assert "default" in shown, f"{name} {flag}: default not shown"
+                assert shown in text
+
+
+def test_help_lists_encoders_scenarios_and_every_policy_form(capsys):
+    import pytest
+
+    for command, expected in {
+        "quickstart": ["{bow,lm-exact,lm-fast}", "(default: lm-fast)", "(default: 0,1,2)"],
+        "simulate": ["mix:SHARE", "model:PATH", "linucb", "new-items", "taste-shift"],
+        "evaluate": ["linucb", "mix:SHARE", "model:PATH", "oracle", "popularity", "cascade"],
+        "train": ["{PPO,A2C}", "(default: 50000)"],
+    }.items():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for word in expected:
+            assert word in text, f"{command} --help lacks {word}"
+
+
+# -- errors before any header or work --------------------------------------------------------------
+def test_a_bad_policy_spec_exits_2_before_anything_is_printed(tmp_path):
+    for args, message in [
+        (["evaluate", "--policies", "random,greedy"], "unknown policy 'greedy'"),
+        (["evaluate", "--scenarios", "default,mars"], "unknown scenario 'mars'"),
+        (["simulate", "--policy", "nope"], "unknown policy 'nope'"),
+        (["quickstart", "--encoder", "gpt"], "invalid choice: 'gpt'"),
+    ]:
+        out = tmp_path / "never"
+        result = subprocess.run(
+            [sys.executable, "-m", "recsim_llm.cli", *args, "--out", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert result.stdout == ""  # no header, no table
+        assert "usage:" in result.stderr
+        assert not out.exists()
+
+
+def test_a_bad_policy_argument_is_refused_before_any_rollout(tmp_path, capsys):
+    out = tmp_path / "x"
+    args = ["evaluate", "--policies", "random,mix:2", "--encoder", "bow", "--out", str(out)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "mix must be in [0, 1]" in captured.err
+    assert captured.out == "" and "rollout" not in captured.err
+    assert not out.exists()

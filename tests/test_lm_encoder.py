@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from recsim_llm import text
-from recsim_llm.lm.finetune import FinetuneConfig, auc, finetune
+from recsim_llm.lm.finetune import FinetuneConfig, finetune
 from recsim_llm.lm.logs import (
     Histories,
     labels,
@@ -21,6 +21,7 @@ from recsim_llm.lm.logs import (
     split_logs,
     write_behaviour_logs,
 )
+from recsim_llm.lm.metrics import auc
 
 TINY = dict(
     epochs=1,

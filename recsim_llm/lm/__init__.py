@@ -14,8 +14,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["quickstart_encoder", "shipped_encoder_path"]
+if TYPE_CHECKING:
+    from recsim_llm.config import EnvConfig
+    from recsim_llm.encoders import UserEncoder
+    from recsim_llm.world.catalog import Catalog
+
+__all__ = ["make_lm_exact", "make_lm_fast", "quickstart_encoder", "shipped_encoder_path"]
+
+
+def make_lm_fast(config: EnvConfig, catalog: Catalog) -> UserEncoder:
+    """``lm-fast``: the fine-tuned encoder at ``config.encoder_path`` (shipped one if empty)."""
+    from recsim_llm.lm.state import LMFastEncoder
+
+    return LMFastEncoder(config.encoder_path or None)
+
+
+def make_lm_exact(config: EnvConfig, catalog: Catalog) -> UserEncoder:
+    """``lm-exact``: the same encoder running the LM on the history text at every step."""
+    from recsim_llm.lm.state import LMExactEncoder
+
+    return LMExactEncoder(config.encoder_path or None)
 
 
 def shipped_encoder_path() -> Path:

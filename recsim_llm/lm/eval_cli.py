@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoders", nargs="+", required=True, help="encoder directories")
     parser.add_argument("--out", required=True, help="directory for results.json and results.md")
     parser.add_argument("--max-rows", type=int, default=400, help="test rows scored (0 = all)")
-    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip zero-shot, bag-of-words and popularity"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

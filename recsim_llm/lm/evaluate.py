@@ -19,8 +19,8 @@ import numpy as np
 
 from recsim_llm import text
 from recsim_llm.io import check_out_dir, json_text, write_directory
-from recsim_llm.lm.finetune import auc
 from recsim_llm.lm.logs import Histories, LogData, Split, labels
+from recsim_llm.lm.metrics import auc
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """rows -> (len(rows), n_candidates) scores of each row's candidates."""
@@ -235,11 +235,12 @@ def baseline_scorers(
     }
 
 
-def evaluate_trained(trainer: Any, max_rows: int = 400) -> dict[str, Any]:
-    """Evaluate a just-trained model and the baselines on the trainer's test split."""
-    from recsim_llm.lm.finetune import encoder_config
+def evaluate_trained(trainer: Any, cfg: dict[str, Any], max_rows: int = 400) -> dict[str, Any]:
+    """Evaluate a just-trained model and the baselines on the trainer's test split.
 
-    cfg = encoder_config(trainer)
+    ``cfg`` is the model's ``encoder.json`` record (``recsim_llm.lm.finetune.encoder_config``),
+    passed in so that this module never imports the fine-tuning module.
+    """
     fc = trainer.config
     sample = test_rows(trainer.split, max_rows, fc.seed)
     rows = test_rows(trainer.split, max_rows, fc.seed, trainer.data)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from recsim_llm.lm.logs import Histories, LogData, Split, labels, load_logs, split_logs
+from recsim_llm.lm.metrics import auc
 
 
 @dataclass(frozen=True)
@@ -128,23 +129,6 @@ class TrainingSet:
     split: Split
     y: np.ndarray
     user_text: dict[int, str] = field(default_factory=dict)
-
-
-def auc(scores: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN when one class is absent."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(y).ravel() > 0.5
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(scores.size)
-    sorted_scores = scores[order]
-    # Average ranks of ties.
-    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = start + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 class Trainer:
@@ -558,7 +542,7 @@ def finetune(
     if evaluate:
         from recsim_llm.lm.evaluate import evaluate_trained
 
-        metrics["evaluation"] = evaluate_trained(trainer, max_rows=eval_rows)
+        metrics["evaluation"] = evaluate_trained(trainer, enc_config, max_rows=eval_rows)
     cache = None
     if cache_texts:
         cache = build_cache(trainer.model, trainer.tokenizer, enc_config, cache_texts)

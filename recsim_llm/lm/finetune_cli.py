@@ -18,6 +18,7 @@ _SKIP = {"lora", "model_path"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from recsim_llm.lm.finetune import FinetuneConfig
+    from recsim_llm.scenarios import scenario_names
 
     parser.add_argument(
         "--out",
@@ -28,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--logs", default="", help="log directory (from write-logs); default: write new logs"
     )
     parser.add_argument(
-        "--scenario", default="default", help="world to log when --logs is not given"
+        "--scenario",
+        choices=scenario_names(),
+        default="default",
+        help="world to log when --logs is not given",
     )
     parser.add_argument("--log-users", type=int, default=256, help="user slots when writing logs")
     parser.add_argument("--log-steps", type=int, default=40, help="world steps when writing logs")
@@ -39,21 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval", action="store_true", help="evaluate on the test split into metrics.json"
     )
-    parser.add_argument("--eval-rows", type=int, default=400)
+    parser.add_argument("--eval-rows", type=int, default=400, help="test rows scored by --eval")
     parser.add_argument(
         "--cache-world",
         action="store_true",
         help="pre-encode the logged world's item texts and every profile text into cache.npz",
     )
     parser.add_argument(
-        "--merge", default="", metavar="SRC", help="merge LoRA encoder SRC into --out and exit"
+        "--merge",
+        default="",
+        metavar="SRC",
+        help="merge LoRA encoder SRC into --out and exit (default: fine-tune)",
     )
     for f in dataclasses.fields(FinetuneConfig):
         if f.name in _SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
         parser.add_argument(
-            flag, type=type(f.default), default=f.default, help=f"(default {f.default})"
+            flag, type=type(f.default), default=f.default, help=f"FinetuneConfig.{f.name}"
         )
 
 

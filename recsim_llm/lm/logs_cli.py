@@ -11,15 +11,22 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from recsim_llm.scenarios import scenario_names
+
     parser.add_argument(
         "--out",
         required=True,
         help="log directory to write (new, empty, or a log folder of ours; replaced atomically)",
     )
-    parser.add_argument("--scenario", default="default", help="scenario whose world is logged")
+    parser.add_argument(
+        "--scenario",
+        choices=scenario_names(),
+        default="default",
+        help="scenario whose world is logged",
+    )
     parser.add_argument("--n-users", type=int, default=256, help="concurrent user slots")
     parser.add_argument("--n-steps", type=int, default=40, help="world steps to run")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world and the policy")
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="behaviour softmax temperature"
     )
@@ -30,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--movielens",
         default="",
         metavar="DIR",
-        help="convert MovieLens-100K in DIR instead (fine-tune with --label liked)",
+        help="convert MovieLens-100K in DIR instead (fine-tune with --label liked); "
+        "default: the synthetic world",
     )
 
 

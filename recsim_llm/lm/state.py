@@ -75,11 +75,11 @@ def world_texts(logs: str | os.PathLike[str]) -> dict[str, list[str]]:
     items = [json.loads(line)["text"] for line in (path / "items.jsonl").open() if line.strip()]
     catalog = meta.get("env_config", {}).get("world", {}).get("catalog", {})
     if meta.get("source") == "synthetic":
-        from recsim_llm.scenarios import SCENARIOS
+        from recsim_llm.scenarios import BUILTIN_SCENARIOS, scenario_config
         from recsim_llm.world.catalog import generate_catalog
 
         seen = {json.dumps(catalog, sort_keys=True)}
-        for config in SCENARIOS.values():
+        for config in map(scenario_config, BUILTIN_SCENARIOS):
             key = json.dumps(dataclasses.asdict(config.world.catalog), sort_keys=True)
             if key not in seen:
                 seen.add(key)
