@@ -50,7 +50,7 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _check_registered(name: str, value: Any, registry: str) -> None:
     """``value`` must be a name in the world registry ``registry`` (e.g. 'CHOICE_MODELS')."""
     # Imported here: the registries module is light, but the world package imports this module.
-    from recsim_llm.world import registries
+    from recsim_llm import world_registries as registries
 
     getattr(registries, registry).check(value, name)
 

@@ -2,7 +2,7 @@
 
 Pure NumPy: importing this package imports neither torch, transformers nor gymnasium (a test
 checks). ``World`` (``core.py``) wires the parts; each part is a small object behind a
-``Protocol`` and is registered by name (``registries.py``) so a config can select it.
+``Protocol`` and is registered by name (``recsim_llm/world_registries.py``) so a config can select it.
 """
 
 from recsim_llm.world.catalog import Catalog, generate_catalog
@@ -15,7 +15,15 @@ from recsim_llm.world.choice import (
     position_penalty,
 )
 from recsim_llm.world.core import ExpectedResponse, Responses, World
-from recsim_llm.world.registries import (
+from recsim_llm.world.response import DefaultResponse, ResponseModel
+from recsim_llm.world.transition import (
+    Consumption,
+    DefaultTransition,
+    TransitionModel,
+    UserState,
+)
+from recsim_llm.world.users import NewUsers, SyntheticUserSampler, UserSampler
+from recsim_llm.world_registries import (
     CHOICE_MODELS,
     RESPONSE_MODELS,
     TRANSITION_MODELS,
@@ -29,14 +37,6 @@ from recsim_llm.world.registries import (
     register_transition_model,
     register_user_model,
 )
-from recsim_llm.world.response import DefaultResponse, ResponseModel
-from recsim_llm.world.transition import (
-    Consumption,
-    DefaultTransition,
-    TransitionModel,
-    UserState,
-)
-from recsim_llm.world.users import NewUsers, SyntheticUserSampler, UserSampler
 
 __all__ = [
     "CHOICE_MODELS",

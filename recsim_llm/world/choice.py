@@ -5,7 +5,7 @@ MovieLens calibration all call them. A choice model maps per-slot utilities to c
 probabilities and samples a click; models are batched over users: ``utilities`` is
 (n_users, slate_size) and already includes position bias; ``no_click`` is (n_users,) the utility
 of leaving the slate alone. Choice models are registered by name in
-``recsim_llm.world.registries`` (``ChoiceConfig.model`` selects one).
+``recsim_llm.world_registries`` (``ChoiceConfig.model`` selects one).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ batched over user slots, shape ``(n_users, ...)``, and every random draw uses th
   churn.
 
 Each part is a small object behind a ``Protocol``; the config names the defaults through the
-registries (``registries.py``). ``World.expected_response`` gives a slate's expected outcome
+registries (``recsim_llm/world_registries.py``). ``World.expected_response`` gives a slate's expected outcome
 without sampling, for the privileged baselines.
 """
 
@@ -31,15 +31,15 @@ from recsim_llm.config import WorldConfig
 from recsim_llm.sizes import check_memory
 from recsim_llm.world.catalog import Catalog, generate_catalog
 from recsim_llm.world.choice import ChoiceModel, item_utility, no_click_utility, position_penalty
-from recsim_llm.world.registries import (
+from recsim_llm.world.response import ResponseModel
+from recsim_llm.world.transition import Consumption, TransitionModel, UserState
+from recsim_llm.world.users import UserSampler
+from recsim_llm.world_registries import (
     make_choice_model,
     make_response_model,
     make_transition_model,
     make_user_model,
 )
-from recsim_llm.world.response import ResponseModel
-from recsim_llm.world.transition import Consumption, TransitionModel, UserState
-from recsim_llm.world.users import UserSampler
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A response model turns a consumed item's hidden features into the consumed value (hidden truth),
 the watch time (engagement, the reward) and a 1-5 rating, by sampling, and also gives the
 expectations ``World.expected_response`` needs without sampling. Response models are registered
-by name in ``recsim_llm.world.registries`` (``ResponseConfig.model`` selects one) and built by
+by name in ``recsim_llm.world_registries`` (``ResponseConfig.model`` selects one) and built by
 ``factory(config: ResponseConfig)``.
 """
 

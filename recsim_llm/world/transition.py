@@ -4,7 +4,7 @@ A transition model updates the world's user state in place after the users respo
 slate: interests drift (a filter bubble toward consumed items plus a random walk, and scheduled
 taste-shift events), boredom rises on consumed topics and decays, satisfaction follows consumed
 value, and users churn with a probability that rises as satisfaction falls. Transition models
-are registered by name in ``recsim_llm.world.registries`` (``DynamicsConfig.model`` selects one)
+are registered by name in ``recsim_llm.world_registries`` (``DynamicsConfig.model`` selects one)
 and built by ``factory(config: DynamicsConfig)``.
 """
 

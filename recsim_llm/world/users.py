@@ -1,7 +1,7 @@
 """User models: samplers that draw new users' hidden interests and satisfaction and a profile text.
 
 A user model is a ``UserSampler`` built by ``factory(config: UserConfig, n_topics: int)`` and
-registered by name in ``recsim_llm.world.registries`` (``UserConfig.model`` selects one). A
+registered by name in ``recsim_llm.world_registries`` (``UserConfig.model`` selects one). A
 calibrated world may also pass its own sampler to ``World`` directly (MovieLens does).
 """
 

@@ -11,7 +11,8 @@ config fields ``ChoiceConfig.model``, ``UserConfig.model``, ``DynamicsConfig.mod
 * response model: ``factory(config: ResponseConfig) -> ResponseModel``
 
 This module imports only the registry mechanism, so the config can validate names against it
-without importing the world.
+without importing the world (it lives outside the `world` package for that reason: importing
+`recsim_llm.world.*` runs the package, which imports the config).
 """
 
 from __future__ import annotations
