@@ -24,6 +24,8 @@ N_USER_SCALARS = 2
 """Observable per-user scalars appended to the user state: session progress, history fill."""
 N_ITEM_SCALARS = 2
 """Observable per-candidate scalars appended to the item embedding: is-new flag, popularity."""
+_GATHER_BYTES = 256 * 1024
+"""Size of the buffer the candidate blocks are gathered into before being copied (stays in cache)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class SlateSimulator:
             + N_USER_SCALARS
             + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
         )
+        per_item_dim = self.encoder.item_dim + N_ITEM_SCALARS
+        self._per_item = np.empty((self.catalog.n_total, per_item_dim), dtype=np.float32)
+        chunk = max(1, min(self.n_users, _GATHER_BYTES // (4 * config.n_candidates * per_item_dim)))
+        self._gather_buffer = np.empty((chunk, config.n_candidates, per_item_dim), np.float32)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> np.ndarray:
@@ -199,10 +205,11 @@ class SlateSimulator:
         rows = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         candidates = self.candidates[rows]
         n, c = candidates.shape
-        user_dim, item_dim = self.encoder.user_dim, self.encoder.item_dim
-        # Built in place, and the candidate blocks gathered from one per-item table: concatenating
-        # along the short last axis was most of the cost of a batched step. Values are the same
-        # float64 expressions cast to float32 as before.
+        user_dim = self.encoder.user_dim
+        # Built in place: the user part directly, the candidate blocks gathered from one per-item
+        # table (embedding | is-new | popularity) into a small reused buffer, a cache-sized chunk
+        # of users at a time, then copied into the rows. Values are the same float64 expressions
+        # cast to float32 as before.
         obs = np.empty((n, self.obs_dim), dtype=np.float32)
         obs[:, :user_dim] = self.states[rows]
         obs[:, user_dim] = self.world.session_step[rows] / self.config.horizon
@@ -210,17 +217,28 @@ class SlateSimulator:
             np.minimum(self.log.count[rows], self.config.history_length)
             / self.config.history_length
         )
-        arrival = self.catalog.arrival_step
-        per_item = np.empty((self.catalog.n_total, item_dim + N_ITEM_SCALARS), dtype=np.float32)
+        per_item = self._per_item_table()
+        block = obs[:, user_dim + N_USER_SCALARS :]
+        chunk = self._gather_buffer.shape[0]
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            buf = self._gather_buffer[: stop - start]
+            # Candidates are always item ids (clip never clips); "raise" would copy ``out`` first.
+            np.take(per_item, candidates[start:stop], axis=0, out=buf, mode="clip")
+            block[start:stop] = buf.reshape(stop - start, -1)
+        return obs
+
+    def _per_item_table(self) -> np.ndarray:
+        """(n_total, item_dim + 2) float32: embedding, is-new flag and popularity of every item."""
+        item_dim = self.encoder.item_dim
+        per_item = self._per_item
         per_item[:, :item_dim] = self.item_embeddings
+        arrival = self.catalog.arrival_step
         per_item[:, item_dim] = (arrival > 0) & (
             self.world.clock - arrival < self.config.new_item_window
         )
         per_item[:, item_dim + 1] = np.log1p(self.log.popularity) / 10.0
-        obs[:, user_dim + N_USER_SCALARS :] = np.take(per_item, candidates, axis=0).reshape(
-            n, c * (item_dim + N_ITEM_SCALARS)
-        )
-        return obs
+        return per_item
 
     def context(self) -> SlateContext:
         """What policies get besides the observation (hidden world only for references)."""

@@ -334,3 +334,32 @@ def test_returned_observations_are_not_overwritten_by_later_steps():
         kept.append(obs.copy())
     for a, b in zip(outs, kept, strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("n_available", [20, 23, 60, 1200])
+def test_make_distinct_redraws_as_the_reference(n_available):
+    from recsim_llm.candidates import _make_distinct
+
+    available = np.sort(np.random.default_rng(n_available).choice(5000, n_available, False))
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        cand = available[rng.integers(min(n_available, 30), size=(300, 20))]
+        a, b = np.random.default_rng(seed + 100), np.random.default_rng(seed + 100)
+        got = _make_distinct(cand, available, a)
+        want = ref_make_distinct(cand, available, b)
+        assert np.array_equal(got, want)
+        assert a.random() == b.random()  # the same number of draws
+        assert all(np.unique(row).size == 20 for row in got)
+
+
+def test_top_stable_is_the_stable_argsort_prefix():
+    from recsim_llm.candidates import _top_stable
+
+    rng = np.random.default_rng(0)
+    for size, k in [(100, 5), (100, 50), (30, 30), (10, 50), (1200, 50)]:
+        for keys in (
+            rng.integers(4, size=size).astype(float),  # many ties, at the boundary too
+            rng.random(size),
+            np.zeros(size),
+        ):
+            assert np.array_equal(_top_stable(keys, k), np.argsort(-keys, kind="stable")[:k])
