@@ -148,10 +148,13 @@ class SlateSimulator:
         Returns the slate and the number of repaired slots per user.
         """
         n, k = action.shape
+        n_repaired = np.zeros(n, dtype=np.int64)
+        ranked = np.sort(action, axis=1)
+        if not (ranked[:, 1:] == ranked[:, :-1]).any():
+            return action.copy(), n_repaired  # no repeat anywhere (the usual case)
         rows = np.arange(n)
         used = np.zeros((n, self.config.n_candidates), dtype=bool)
         fixed = action.copy()
-        n_repaired = np.zeros(n, dtype=np.int64)
         for j in range(k):
             slot = fixed[:, j]
             dup = used[rows, slot]
@@ -170,7 +173,8 @@ class SlateSimulator:
         """Show the chosen slates, record responses, update states; does not reset anyone."""
         action = self.validate_action(action)
         action, n_repaired = self.repair(action)
-        slates = np.take_along_axis(self.candidates, action, axis=1)
+        c = self.config.n_candidates
+        slates = np.take(self.candidates, action + (np.arange(self.n_users) * c)[:, None])
         responses = self.world.step(slates, rng)
         self.log.record(slates, responses.click_pos, responses.rating, responses.engagement)
         self._encode_arrivals()
