@@ -93,7 +93,9 @@ class SlateSimulator:
             + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
         )
         per_item_dim = self.encoder.item_dim + N_ITEM_SCALARS
-        self._per_item = np.empty((self.catalog.n_total, per_item_dim), dtype=np.float32)
+        self._per_item = np.zeros((self.catalog.n_total, per_item_dim), dtype=np.float32)
+        """Per item: embedding (a copy of ``item_embeddings``, which only ``_encode_arrivals``
+        writes), is-new flag, popularity; the candidate blocks of observations come from here."""
         chunk = max(1, min(self.n_users, _GATHER_BYTES // (4 * config.n_candidates * per_item_dim)))
         self._gather_buffer = np.empty((chunk, config.n_candidates, per_item_dim), np.float32)
 
@@ -120,6 +122,7 @@ class SlateSimulator:
         todo = np.flatnonzero((self.catalog.arrival_step <= self.world.clock) & ~self._encoded)
         if todo.size:
             self.item_embeddings[todo] = self.encoder.encode_items([self._texts[i] for i in todo])
+            self._per_item[todo, : self.encoder.item_dim] = self.item_embeddings[todo]
             self._encoded[todo] = True
 
     # -- acting --------------------------------------------------------------------------------
@@ -136,9 +139,16 @@ class SlateSimulator:
                 raise ValueError("action must hold integer candidate indices")
         elif arr.dtype.kind not in "iu":
             raise ValueError(f"action must hold integer candidate indices, got dtype {arr.dtype}")
-        if arr.size and (arr.min() < 0 or arr.max() >= c):
+        if arr.dtype.kind == "f":
+            out_of_range = arr.size and (arr.min() < 0 or arr.max() >= c)
+            arr = arr.astype(np.int64)
+        else:
+            arr = arr.astype(np.int64)
+            # One comparison: negative ids become huge as unsigned (uint64 ids beyond int64 too).
+            out_of_range = (arr.view(np.uint64) >= c).any()
+        if out_of_range:
             raise ValueError(f"action values must be candidate indices in [0, {c - 1}]")
-        return arr.astype(np.int64)
+        return arr
 
     def repair(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Resolve repeated candidates in a slate.
@@ -236,7 +246,6 @@ class SlateSimulator:
         """(n_total, item_dim + 2) float32: embedding, is-new flag and popularity of every item."""
         item_dim = self.encoder.item_dim
         per_item = self._per_item
-        per_item[:, :item_dim] = self.item_embeddings
         arrival = self.catalog.arrival_step
         per_item[:, item_dim] = (arrival > 0) & (
             self.world.clock - arrival < self.config.new_item_window

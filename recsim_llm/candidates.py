@@ -92,5 +92,7 @@ def _make_distinct(
         sub[dup] = available[rng.integers(available.size, size=int(dup.sum()))]
         if sub is not candidates:
             candidates[rows] = sub
-        rows = rows[np.unique(hit_rows)]
+        again = np.zeros(sub.shape[0], dtype=bool)
+        again[hit_rows] = True
+        rows = rows[again]
         sub = candidates[rows]

@@ -93,13 +93,22 @@ class BagOfWordsEncoder(UserEncoder):
         self.decay = float(decay)
         self.item_dim = self.dim
         self.user_dim = 4 * self.dim
+        self._profiles: dict[str, np.ndarray] = {}
+        """Bag of words of the profile texts seen so far (each row depends on its text only)."""
 
     def encode_items(self, texts: Sequence[str]) -> np.ndarray:
         return hashed_bow(texts, self.dim)
 
     def encode_profiles(self, texts: Sequence[str]) -> np.ndarray:
+        cache = self._profiles
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            if len(cache) + len(missing) > 100_000:
+                cache.clear()  # a sampler with ever new texts: keep memory bounded
+            cache.update(zip(missing, hashed_bow(missing, self.dim), strict=True))
         states = np.zeros((len(texts), self.user_dim), dtype=np.float32)
-        states[:, : self.dim] = hashed_bow(texts, self.dim)
+        if texts:
+            np.stack([cache[t] for t in texts], out=states[:, : self.dim])
         return states
 
     def update(

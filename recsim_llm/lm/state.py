@@ -125,6 +125,8 @@ class _Bundle:
                     if keys in z.files:
                         target.update(zip(z[keys].tolist(), z[emb].astype(np.float32), strict=True))
         self._key = text_key
+        self._keys: dict[str, int] = {}
+        """Cache keys of the texts seen so far (hashing a text costs more than a dict lookup)."""
         self._lm: Any = None
 
     @property
@@ -142,14 +144,15 @@ class _Bundle:
     def _lookup(
         self, texts: Sequence[str], table: dict[int, np.ndarray], encode: Any
     ) -> np.ndarray:
-        keys = [self._key(t) for t in texts]
+        memo = self._keys
+        keys = [memo[t] if t in memo else memo.setdefault(t, self._key(t)) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in table}.items())
         if missing:
             emb = encode([t for _, t in missing])
             table.update(zip([k for k, _ in missing], emb, strict=True))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, k in enumerate(keys):
-            out[i] = table[k]
+        if keys:
+            np.stack([table[k] for k in keys], out=out)
         return out
 
     def item_embeddings(self, texts: Sequence[str]) -> np.ndarray:
@@ -209,8 +212,11 @@ class LMFastEncoder(UserEncoder):
 
     def _user(self, p: np.ndarray, h: np.ndarray) -> np.ndarray:
         head = self.bundle.head
-        u = p @ head["w_profile_t"] + h @ head["w_history_t"] + head["bias"]
-        return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        u = p @ head["w_profile_t"]
+        u += h @ head["w_history_t"]
+        u += head["bias"]
+        u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        return u
 
     def _update_pooled(
         self, states: np.ndarray, log: InteractionLog, item_embeddings: np.ndarray
