@@ -73,12 +73,14 @@ def _make_distinct(
     if copy:
         candidates = candidates.copy()
     n_cols = candidates.shape[1]
+    # Sorting 32-bit ids is faster; the ids are the same numbers.
+    narrow = np.int32 if available.size and available.max() < 2**31 else candidates.dtype
     rows = np.arange(candidates.shape[0])
     sub = candidates
     while True:
         # Sorted rows show each repeat as equal neighbours; most rows have none, so only the
         # repeated values are looked up again in their rows (no per-row argsort).
-        flat = np.sort(sub, axis=1).ravel()
+        flat = np.sort(sub.astype(narrow), axis=1).ravel()
         later = np.flatnonzero(flat[1:] == flat[:-1]) + 1
         later = later[later % n_cols != 0]  # neighbours across two rows are no repeat
         if not later.size:
