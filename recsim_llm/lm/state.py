@@ -215,7 +215,8 @@ class LMFastEncoder(UserEncoder):
         u = p @ head["w_profile_t"]
         u += h @ head["w_history_t"]
         u += head["bias"]
-        u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        # np.linalg.norm(u, axis=1, keepdims=True) for real u, without its conj() copy.
+        u /= np.maximum(np.sqrt(np.add.reduce(u * u, axis=1, keepdims=True)), 1e-12)
         return u
 
     def _update_pooled(
