@@ -6,8 +6,10 @@ Measured in one run, so that the ratios compare like with like on a noisy machin
   precomputed random slates of distinct items. Each session starts from freshly reset users
   (reset not timed) and runs ``--steps`` steps; users who churn keep being stepped (this measures
   the transition, not session handling).
-* ``vector env (bow)``: ``SlateVectorEnv(num_envs=n, EnvConfig(encoder="bow"))``, ``env.step`` on
-  precomputed random actions: validation and repair, world step, log, bag-of-words encoder update,
+* ``vector env (lm-fast)`` and ``vector env (bow)``: ``SlateVectorEnv(num_envs=n,
+  EnvConfig(encoder=...))`` with the default encoder (the shipped LM encoder in fast mode: cached
+  item/profile embeddings, a NumPy fast head per step) and the bag-of-words baseline; ``env.step``
+  on precomputed random actions: validation and repair, world step, log, encoder update,
   candidates, observations and same-step autoreset of churned and timed-out users (new users'
   profile texts included), all timed.
 * ``loop world``: ``benchmarks/loop_world.py``, the same model written one user at a time in
@@ -56,7 +58,18 @@ from recsim_llm.world import World, generate_catalog  # noqa: E402
 
 GOAL_USER_STEPS = 1_000_000
 GOAL_RATIO_RECSIM = 100.0
-WORLD, VECTOR, LOOP, RECSIM = "world", "vector env (bow)", "loop world", "RecSim interest evolution"
+GOAL_VECTOR_USER_STEPS = 300_000
+"""Vector env with the default encoder (lm-fast) at n_users=1024."""
+GOAL_FAST_VS_BOW = 0.9
+"""lm-fast keeps at least this share of the bag-of-words env's throughput."""
+ENCODERS = ("lm-fast", "bow")
+WORLD, LOOP, RECSIM = "world", "loop world", "RecSim interest evolution"
+
+
+def vector_name(encoder: str) -> str:
+    return f"vector env ({encoder})"
+
+
 SLATE_SIZE = 5
 N_CANDIDATES = 20
 
@@ -109,9 +122,9 @@ def world_case(cls: type, name: str, n: int, config: WorldConfig, catalog, seed:
     return Case(name, n, session)
 
 
-def vector_case(n: int, catalog, seed: int) -> Case:
-    """The native vector env with the bag-of-words encoder at ``n`` users."""
-    env = SlateVectorEnv(num_envs=n, config=EnvConfig(encoder="bow"), catalog=catalog)
+def vector_case(n: int, catalog, seed: int, encoder: str) -> Case:
+    """The native vector env with ``encoder`` at ``n`` users."""
+    env = SlateVectorEnv(num_envs=n, config=EnvConfig(encoder=encoder), catalog=catalog)
     env.reset(seed=seed)
     rng = np.random.default_rng(seed + 1)
     pool = _distinct_rows(rng, 8, n, N_CANDIDATES, SLATE_SIZE)
@@ -122,7 +135,7 @@ def vector_case(n: int, catalog, seed: int) -> Case:
             env.step(pool[i % len(pool)])
         return time.perf_counter() - start
 
-    return Case(VECTOR, n, session)
+    return Case(vector_name(encoder), n, session)
 
 
 def recsim_case(seed: int) -> Case | str:
@@ -222,6 +235,36 @@ def goal_line(cases: list[Case]) -> str:
     )
 
 
+def vector_lines(cases: list[Case]) -> list[str]:
+    """lm-fast / bow per batch size, and the vector env goals at n_users=1024."""
+    rates = {(c.name, c.n_users): c.median for c in cases}
+    fast, bow = vector_name("lm-fast"), vector_name("bow")
+    lines = []
+    for n in sorted({c.n_users for c in cases if c.name == fast}):
+        if (bow, n) in rates:
+            lines.append(
+                f"lm-fast / bow at n_users={n}: {rates[fast, n] / rates[bow, n]:.0%} "
+                f"({fmt_rate(rates[fast, n])} vs {fmt_rate(rates[bow, n])} user-steps/s)."
+            )
+    if (fast, 1024) in rates:
+        rate = rates[fast, 1024]
+        met = rate >= GOAL_VECTOR_USER_STEPS
+        line = (
+            f"Goal (vector env with the default encoder lm-fast ≥ {GOAL_VECTOR_USER_STEPS:,} "
+            f"user-steps/s at n_users=1024): {'MET' if met else 'NOT MET'} — {fmt_rate(rate)}"
+        )
+        if (bow, 1024) in rates:
+            share = rate / rates[bow, 1024]
+            line += (
+                f"; lm-fast ≥ {GOAL_FAST_VS_BOW:.0%} of bow: "
+                f"{'MET' if share >= GOAL_FAST_VS_BOW else 'NOT MET'} — {share:.0%}"
+            )
+        if (WORLD, 1024) in rates:
+            line += f"; {rate / rates[WORLD, 1024]:.0%} of the world alone"
+        lines.append(line + ".")
+    return lines
+
+
 def write_atomic(path: Path, content: str) -> None:
     from recsim_llm.io import atomic_write_text
 
@@ -237,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="steps per session (default 100; quick 5)")
     parser.add_argument(
         "--min-seconds", type=float, help="least time per repeat and case (default 0.5; quick 0)"
+    )
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=list(ENCODERS),
+        choices=ENCODERS,
+        help="vector env encoders to measure (default: lm-fast bow)",
     )
     parser.add_argument("--no-recsim", action="store_true", help="skip RecSim")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
@@ -265,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(recsim)
     for n in args.n_users:
         cases.append(world_case(World, WORLD, n, config, catalog, args.seed))
-        cases.append(vector_case(n, catalog, args.seed))
+        for encoder in args.encoders:
+            cases.append(vector_case(n, catalog, args.seed, encoder))
         cases.append(world_case(LoopWorld, LOOP, n, config, catalog, args.seed))
 
     # Warm-up and calibration: enough sessions per repeat to last min_seconds.
@@ -288,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             table(cases),
             "",
             goal_line(cases),
+            *vector_lines(cases),
             "",
             f"Command: `{command}`",
             f"Machine: {cpu_name()}, {pinned}, BLAS/OpenMP threads 1; Python "

@@ -24,6 +24,8 @@ N_USER_SCALARS = 2
 """Observable per-user scalars appended to the user state: session progress, history fill."""
 N_ITEM_SCALARS = 2
 """Observable per-candidate scalars appended to the item embedding: is-new flag, popularity."""
+_GATHER_BYTES = 256 * 1024
+"""Size of the buffer the candidate blocks are gathered into before being copied (stays in cache)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ class SlateSimulator:
             + N_USER_SCALARS
             + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
         )
+        per_item_dim = self.encoder.item_dim + N_ITEM_SCALARS
+        self._per_item = np.zeros((self.catalog.n_total, per_item_dim), dtype=np.float32)
+        """Per item: embedding (a copy of ``item_embeddings``, which only ``_encode_arrivals``
+        writes), is-new flag, popularity; the candidate blocks of observations come from here."""
+        chunk = max(1, min(self.n_users, _GATHER_BYTES // (4 * config.n_candidates * per_item_dim)))
+        self._gather_buffer = np.empty((chunk, config.n_candidates, per_item_dim), np.float32)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> np.ndarray:
@@ -120,6 +128,7 @@ class SlateSimulator:
         todo = np.flatnonzero((self.catalog.arrival_step <= self.world.clock) & ~self._encoded)
         if todo.size:
             self.item_embeddings[todo] = self.encoder.encode_items([self._texts[i] for i in todo])
+            self._per_item[todo, : self.encoder.item_dim] = self.item_embeddings[todo]
             self._encoded[todo] = True
 
     # -- acting --------------------------------------------------------------------------------
@@ -136,9 +145,16 @@ class SlateSimulator:
                 raise ValueError("action must hold integer candidate indices")
         elif arr.dtype.kind not in "iu":
             raise ValueError(f"action must hold integer candidate indices, got dtype {arr.dtype}")
-        if arr.size and (arr.min() < 0 or arr.max() >= c):
+        if arr.dtype.kind == "f":
+            out_of_range = arr.size and (arr.min() < 0 or arr.max() >= c)
+            arr = arr.astype(np.int64)
+        else:
+            arr = arr.astype(np.int64)
+            # One comparison: negative ids become huge as unsigned (uint64 ids beyond int64 too).
+            out_of_range = (arr.view(np.uint64) >= c).any()
+        if out_of_range:
             raise ValueError(f"action values must be candidate indices in [0, {c - 1}]")
-        return arr.astype(np.int64)
+        return arr
 
     def repair(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Resolve repeated candidates in a slate.
@@ -148,10 +164,13 @@ class SlateSimulator:
         Returns the slate and the number of repaired slots per user.
         """
         n, k = action.shape
+        n_repaired = np.zeros(n, dtype=np.int64)
+        ranked = np.sort(action, axis=1)
+        if not (ranked[:, 1:] == ranked[:, :-1]).any():
+            return action.copy(), n_repaired  # no repeat anywhere (the usual case)
         rows = np.arange(n)
         used = np.zeros((n, self.config.n_candidates), dtype=bool)
         fixed = action.copy()
-        n_repaired = np.zeros(n, dtype=np.int64)
         for j in range(k):
             slot = fixed[:, j]
             dup = used[rows, slot]
@@ -170,7 +189,8 @@ class SlateSimulator:
         """Show the chosen slates, record responses, update states; does not reset anyone."""
         action = self.validate_action(action)
         action, n_repaired = self.repair(action)
-        slates = np.take_along_axis(self.candidates, action, axis=1)
+        c = self.config.n_candidates
+        slates = np.take(self.candidates, action + (np.arange(self.n_users) * c)[:, None])
         responses = self.world.step(slates, rng)
         self.log.record(slates, responses.click_pos, responses.rating, responses.engagement)
         self._encode_arrivals()
@@ -205,10 +225,11 @@ class SlateSimulator:
         rows = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         candidates = self.candidates[rows]
         n, c = candidates.shape
-        user_dim, item_dim = self.encoder.user_dim, self.encoder.item_dim
-        # Built in place, and the candidate blocks gathered from one per-item table: concatenating
-        # along the short last axis was most of the cost of a batched step. Values are the same
-        # float64 expressions cast to float32 as before.
+        user_dim = self.encoder.user_dim
+        # Built in place: the user part directly, the candidate blocks gathered from one per-item
+        # table (embedding | is-new | popularity) into a small reused buffer, a cache-sized chunk
+        # of users at a time, then copied into the rows. Values are the same float64 expressions
+        # cast to float32 as before.
         obs = np.empty((n, self.obs_dim), dtype=np.float32)
         obs[:, :user_dim] = self.states[rows]
         obs[:, user_dim] = self.world.session_step[rows] / self.config.horizon
@@ -216,17 +237,27 @@ class SlateSimulator:
             np.minimum(self.log.count[rows], self.config.history_length)
             / self.config.history_length
         )
+        per_item = self._per_item_table()
+        block = obs[:, user_dim + N_USER_SCALARS :]
+        chunk = self._gather_buffer.shape[0]
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            buf = self._gather_buffer[: stop - start]
+            # Candidates are always item ids (clip never clips); "raise" would copy ``out`` first.
+            np.take(per_item, candidates[start:stop], axis=0, out=buf, mode="clip")
+            block[start:stop] = buf.reshape(stop - start, -1)
+        return obs
+
+    def _per_item_table(self) -> np.ndarray:
+        """(n_total, item_dim + 2) float32: embedding, is-new flag and popularity of every item."""
+        item_dim = self.encoder.item_dim
+        per_item = self._per_item
         arrival = self.catalog.arrival_step
-        per_item = np.empty((self.catalog.n_total, item_dim + N_ITEM_SCALARS), dtype=np.float32)
-        per_item[:, :item_dim] = self.item_embeddings
         per_item[:, item_dim] = (arrival > 0) & (
             self.world.clock - arrival < self.config.new_item_window
         )
         per_item[:, item_dim + 1] = np.log1p(self.log.popularity) / 10.0
-        obs[:, user_dim + N_USER_SCALARS :] = np.take(per_item, candidates, axis=0).reshape(
-            n, c * (item_dim + N_ITEM_SCALARS)
-        )
-        return obs
+        return per_item
 
     def context(self) -> SlateContext:
         """What policies get besides the observation (hidden world only for references)."""

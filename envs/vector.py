@@ -100,8 +100,8 @@ class SlateVectorEnv(VectorEnv):
             final_info: dict[str, Any] = {k: v.copy() for k, v in info.items()}
             final_info.update({f"_{k}": done.copy() for k in info})
             final_obs = np.full(self.num_envs, None, dtype=object)
-            for row in rows:
-                final_obs[row] = obs[row].copy()
+            for row, kept in zip(rows.tolist(), obs[rows], strict=True):
+                final_obs[row] = kept  # rows of one copy, not views of the returned obs
             info["final_obs"] = final_obs
             info["_final_obs"] = done.copy()
             info["final_info"] = final_info

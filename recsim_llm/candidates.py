@@ -31,7 +31,7 @@ class CandidateGenerator:
         if cfg.n_popular_candidates:
             # Ties (e.g. before any click) are broken by a random draw so early candidates vary.
             keys = popularity[available] + rng.random(available.size) * 0.5
-            pool = available[np.argsort(-keys, kind="stable")[: cfg.popular_pool]]
+            pool = available[_top_stable(keys, cfg.popular_pool)]
             parts.append(pool[rng.integers(pool.size, size=(n_users, cfg.n_popular_candidates))])
         if cfg.n_new_candidates:
             fresh = available[arrival[available] > max(clock - cfg.new_item_window, 0)]
@@ -40,34 +40,61 @@ class CandidateGenerator:
         n_random = c - cfg.n_popular_candidates - cfg.n_new_candidates
         parts.append(available[rng.integers(available.size, size=(n_users, n_random))])
         candidates = np.concatenate(parts, axis=1)
-        return _make_distinct(candidates, available, rng)
+        return _make_distinct(candidates, available, rng, copy=False)
+
+
+def _top_stable(keys: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-keys, kind="stable")[:k]`` without sorting every key.
+
+    Only the keys at or above the k-th largest can be among the first k; sorting them (in index
+    order, stably) ranks them as the full sort does, ties at the boundary included.
+    """
+    if k >= keys.size:
+        return np.argsort(-keys, kind="stable")[:k]
+    neg = -keys
+    kth = np.partition(neg, k - 1)[k - 1]
+    top = np.flatnonzero(neg <= kth)
+    return top[np.argsort(neg[top], kind="stable")[:k]]
 
 
 def _make_distinct(
-    candidates: np.ndarray, available: np.ndarray, rng: np.random.Generator
+    candidates: np.ndarray, available: np.ndarray, rng: np.random.Generator, copy: bool = True
 ) -> np.ndarray:
-    """Redraw repeated ids uniformly from ``available`` until every row is distinct."""
+    """Redraw repeated ids uniformly from ``available`` until every row is distinct.
+
+    In each round, every later occurrence of an id already in its row (left to right) is redrawn,
+    row-major; only rows that held a repeat are checked again (a row without one never changes).
+    ``copy=False`` works in place on ``candidates``.
+    """
     if candidates.shape[1] > available.size:
         raise ValueError(
             f"n_candidates ({candidates.shape[1]}) exceeds the available items ({available.size})"
         )
-    # Only rows that still hold a repeat are re-checked: a row without one never changes again,
-    # so the redraws (row-major over the repeated positions) are those of checking every row.
-    candidates = candidates.copy()
+    if copy:
+        candidates = candidates.copy()
+    n_cols = candidates.shape[1]
+    # Sorting 32-bit ids is faster; the ids are the same numbers.
+    narrow = np.int32 if available.size and available.max() < 2**31 else candidates.dtype
     rows = np.arange(candidates.shape[0])
     sub = candidates
     while True:
-        order = np.argsort(sub, axis=1, kind="stable")
-        ranked = np.take_along_axis(sub, order, axis=1)
-        repeat = np.zeros(sub.shape, dtype=bool)
-        repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-        has_repeat = repeat.any(axis=1)
-        if not has_repeat.any():
+        # Sorted rows show each repeat as equal neighbours; most rows have none, so only the
+        # repeated values are looked up again in their rows (no per-row argsort).
+        flat = np.sort(sub.astype(narrow), axis=1).ravel()
+        later = np.flatnonzero(flat[1:] == flat[:-1]) + 1
+        later = later[later % n_cols != 0]  # neighbours across two rows are no repeat
+        if not later.size:
             return candidates
+        hit_rows = later // n_cols
+        where = sub[hit_rows] == flat[later][:, None]  # every occurrence of a repeated id
+        where[np.arange(later.size), where.argmax(axis=1)] = False  # its first one stays
+        hit, col = np.nonzero(where)
         dup = np.zeros(sub.shape, dtype=bool)
-        np.put_along_axis(dup, order, repeat, axis=1)
+        dup[hit_rows[hit], col] = True
         sub[dup] = available[rng.integers(available.size, size=int(dup.sum()))]
         if sub is not candidates:
             candidates[rows] = sub
-        rows = rows[has_repeat]
+        again = np.zeros(sub.shape[0], dtype=bool)
+        again[hit_rows] = True
+        rows = rows[again]
         sub = candidates[rows]

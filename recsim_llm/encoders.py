@@ -95,13 +95,22 @@ class BagOfWordsEncoder(UserEncoder):
         self.decay = float(decay)
         self.item_dim = self.dim
         self.user_dim = 4 * self.dim
+        self._profiles: dict[str, np.ndarray] = {}
+        """Bag of words of the profile texts seen so far (each row depends on its text only)."""
 
     def encode_items(self, texts: Sequence[str]) -> np.ndarray:
         return hashed_bow(texts, self.dim)
 
     def encode_profiles(self, texts: Sequence[str]) -> np.ndarray:
+        cache = self._profiles
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            if len(cache) + len(missing) > 100_000:
+                cache.clear()  # a sampler with ever new texts: keep memory bounded
+            cache.update(zip(missing, hashed_bow(missing, self.dim), strict=True))
         states = np.zeros((len(texts), self.user_dim), dtype=np.float32)
-        states[:, : self.dim] = hashed_bow(texts, self.dim)
+        if texts:
+            np.stack([cache[t] for t in texts], out=states[:, : self.dim])
         return states
 
     def update(
@@ -112,18 +121,28 @@ class BagOfWordsEncoder(UserEncoder):
         titles: Sequence[str],
     ) -> None:
         d = self.dim
-        rows = np.arange(log.n_users)
+        n, k = log.n_users, log.slate_size
+        rows = np.arange(n)
         slot = log.last_slot()
         slates = log.slates[rows, slot]  # (n, k)
         pos = log.click_pos[rows, slot]
         clicked = pos >= 0
-        emb = item_embeddings[slates]  # (n, k, d)
-        click_mask = np.zeros(slates.shape, dtype=bool)
-        click_mask[rows[clicked], pos[clicked]] = True
-        clicked_emb = (emb * click_mask[..., None]).sum(axis=1)
-        liked = (log.rating[rows, slot] >= 4.0)[:, None]
-        n_skipped = np.maximum((~click_mask).sum(axis=1, keepdims=True), 1)
-        skipped_emb = (emb * (~click_mask)[..., None]).sum(axis=1) / n_skipped
+        c_rows = np.flatnonzero(clicked)
+        c_pos = pos[c_rows]
+        emb = np.take(item_embeddings, slates.T, axis=0)  # (k, n, d): slot j's items in emb[j]
+        # The sums over the slate are those of masked sums (a sum over the slot axis starts from
+        # +0.0 and adds slot by slot; a masked-out slot adds a zero, which changes nothing), so
+        # the values are bit for bit those of ``(emb * mask[..., None]).sum(axis=1)``:
+        # the clicked item's embedding plus +0.0, and the other items' embeddings in slot order.
+        clicked_emb = np.zeros((n, d), dtype=np.float32)
+        clicked_emb[c_rows] = emb[c_pos, c_rows] + np.float32(0.0)
+        emb[c_pos, c_rows] = 0.0
+        skipped_sum = np.zeros((n, d), dtype=np.float32)
+        for j in range(k):
+            skipped_sum += emb[j]
+        n_skipped = np.maximum(np.where(clicked, k - 1, k), 1)[:, None]
+        skipped_emb = skipped_sum / n_skipped  # float64, as before
+        liked = (log.rating[rows, slot] >= 4.0).astype(np.float32)[:, None]
         states[:, d:] *= self.decay
         states[:, d : 2 * d] += clicked_emb
         states[:, 2 * d : 3 * d] += clicked_emb * liked

@@ -68,8 +68,11 @@ class InteractionLog:
         self.rating[rows, slot] = rating
         self.engagement[rows, slot] = engagement
         self.count += 1
-        clicked = click_pos >= 0
-        np.add.at(self.popularity, slates[rows[clicked], click_pos[clicked]], 1)
+        clicked = np.flatnonzero(click_pos >= 0)
+        items = slates[clicked, click_pos[clicked]]
+        if items.size and (items.min() < 0 or items.max() >= self.popularity.size):
+            raise IndexError(f"clicked item ids must be in [0, {self.popularity.size - 1}]")
+        self.popularity += np.bincount(items, minlength=self.popularity.size)
 
     def last_slot(self) -> np.ndarray:
         """(n_users,) ring-buffer index of each user's latest step (meaningful where count > 0)."""

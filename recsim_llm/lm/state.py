@@ -137,6 +137,8 @@ class _Bundle:
             if cache and keys in cache:
                 target.update(zip(cache[keys].tolist(), cache[emb].astype(np.float32), strict=True))
         self._key = text_key
+        self._keys: dict[str, int] = {}
+        """Cache keys of the texts seen so far (hashing a text costs more than a dict lookup)."""
         self._lm: Any = None
 
     @property
@@ -154,14 +156,15 @@ class _Bundle:
     def _lookup(
         self, texts: Sequence[str], table: dict[int, np.ndarray], encode: Any
     ) -> np.ndarray:
-        keys = [self._key(t) for t in texts]
+        memo = self._keys
+        keys = [memo[t] if t in memo else memo.setdefault(t, self._key(t)) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in table}.items())
         if missing:
             emb = encode([t for _, t in missing])
             table.update(zip([k for k, _ in missing], emb, strict=True))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, k in enumerate(keys):
-            out[i] = table[k]
+        if keys:
+            np.stack([table[k] for k in keys], out=out)
         return out
 
     def item_embeddings(self, texts: Sequence[str]) -> np.ndarray:
@@ -221,8 +224,12 @@ class LMFastEncoder(UserEncoder):
 
     def _user(self, p: np.ndarray, h: np.ndarray) -> np.ndarray:
         head = self.bundle.head
-        u = p @ head["w_profile_t"] + h @ head["w_history_t"] + head["bias"]
-        return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        u = p @ head["w_profile_t"]
+        u += h @ head["w_history_t"]
+        u += head["bias"]
+        # np.linalg.norm(u, axis=1, keepdims=True) for real u, without its conj() copy.
+        u /= np.maximum(np.sqrt(np.add.reduce(u * u, axis=1, keepdims=True)), 1e-12)
+        return u
 
     def _update_pooled(
         self, states: np.ndarray, log: InteractionLog, item_embeddings: np.ndarray
@@ -234,16 +241,20 @@ class LMFastEncoder(UserEncoder):
         slates = log.slates[rows, slot]
         pos = log.click_pos[rows, slot]
         types = np.full(slates.shape, 2, dtype=np.int64)
-        clicked = pos >= 0
-        liked = log.rating[rows, slot] >= 4.0
-        types[rows[clicked], pos[clicked]] = np.where(liked[clicked], 0, 1)
-        step_sum = np.einsum("nkd,nkd->nd", head["gate"][types], item_embeddings[slates])
+        clicked = np.flatnonzero(pos >= 0)
+        liked = log.rating[clicked, slot[clicked]] >= 4.0
+        types[clicked, pos[clicked]] = np.where(liked, 0, 1)
+        # np.take gathers the same C-contiguous (n, k, d) arrays as fancy indexing, faster.
+        gates = np.take(head["gate"], types, axis=0)
+        step_sum = np.einsum("nkd,nkd->nd", gates, np.take(item_embeddings, slates, axis=0))
         h = states[:, 2 * d : 3 * d]
         w = states[:, 3 * d]
-        acc = h * np.maximum(w, 1.0)[:, None]
-        acc = head["decay"] * acc + step_sum
+        # acc = decay * (h * max(w, 1)) + step_sum, in one buffer (the same float32 operations).
+        acc = np.multiply(h, np.maximum(w, 1.0)[:, None])
+        np.multiply(head["decay"], acc, out=acc)
+        np.add(acc, step_sum, out=acc)
         w_new = head["decay"] * w + slates.shape[1]
-        states[:, 2 * d : 3 * d] = acc / np.maximum(w_new, 1.0)[:, None]
+        np.divide(acc, np.maximum(w_new, 1.0)[:, None], out=states[:, 2 * d : 3 * d])
         states[:, 3 * d] = w_new
 
     def update(
