@@ -111,7 +111,7 @@ def _toy_explainer(d: int = 4) -> tuple[ex.Explainer, list[ex.HistoryEvent]]:
         "item": basis[0],
         "match": 3.0 * basis[0],  # the one event aligned with the item: it must dominate
         "off-1": basis[1] - 0.2 * basis[0],
-        "off-2": basis[2] + 0.1 * basis[0],
+        "off-2": basis[2] + 1.0 * basis[0],
         "off-3": -0.3 * basis[0] + basis[1],
     }
     events = [
@@ -150,7 +150,11 @@ def test_sentence_rendering_rules():
         'Recommended because you skipped "A" and you watched "C" (rated 3/5); '
         'its description mentions "orbit" and "moon".'
     )
-    assert ex.render_sentence(0.5, h, []).startswith("Recommended because of your profile and")
+    # The profile outweighs A ten times over: A (0.02 < 0.1 x 0.5) is not named.
+    assert ex.render_sentence(0.5, h, []) == "Recommended because of your profile."
+    assert ex.render_sentence(0.03, h, []) == (
+        'Recommended because of your profile and you skipped "A".'
+    )
     assert ex.render_sentence(-1.0, h[1:2], []) == (
         "Recommended with little support from your history."
     )

@@ -534,36 +534,43 @@ def _event_phrase(event: EventWeight) -> str:
     return f"you clicked {title}"
 
 
+MIN_SHARE = 0.1
+"""A reason is named only if its weight is at least this share of the strongest reason's: a
+history event worth 0.0004 beside a profile worth 0.12 is not a reason to tell anyone."""
+
+
 def render_sentence(
     profile: float,
     history: Sequence[EventWeight],
     words: Sequence[WordWeight],
     n_reasons: int = 2,
 ) -> str:
-    """One sentence from the parts: the top positive history items (and the profile when it
-    outweighs them), then the top positive words of the item text.
+    """One sentence from the parts: the strongest positive reasons among the profile and the
+    history events (each at least ``MIN_SHARE`` of the strongest), then the item text's
+    strongest positive words (same rule).
 
-    Example: ``Recommended because you watched "X" (rated 5/5) and clicked "Y"; its description
-    mentions "galaxy" and "orbit".``
+    Example: ``Recommended because you watched "X" (rated 5/5) and you clicked "Y"; its
+    description mentions "galaxy" and "orbit".``
     """
+    candidates: list[tuple[float, str, str]] = []  # (weight, dedupe key, phrase)
+    if profile > 0:
+        candidates.append((profile, "\0profile", "of your profile"))
+    candidates += [(h.weight, h.title, _event_phrase(h)) for h in history if h.weight > 0]
+    candidates.sort(key=lambda c: -c[0])
     reasons: list[str] = []
     seen: set[str] = set()
-    positive = sorted((h for h in history if h.weight > 0), key=lambda h: -h.weight)
-    for event in positive:
-        if event.title in seen:
-            continue
-        seen.add(event.title)
-        reasons.append(_event_phrase(event))
-        if len(reasons) == n_reasons:
+    for weight, key, phrase in candidates:
+        if weight < MIN_SHARE * candidates[0][0] or len(reasons) == n_reasons:
             break
-    if profile > 0 and (not positive or profile > positive[0].weight):
-        reasons.insert(0, "of your profile")
-        reasons = reasons[:n_reasons]
+        if key not in seen:
+            seen.add(key)
+            reasons.append(phrase)
     if reasons:
         head = "Recommended because " + _join(reasons)
     else:
         head = "Recommended with little support from your history"
-    top_words = [w.word for w in sorted(words, key=lambda w: -w.weight) if w.weight > 0][:2]
+    positive = sorted((w for w in words if w.weight > 0), key=lambda w: -w.weight)
+    top_words = [w.word for w in positive if w.weight >= MIN_SHARE * positive[0].weight][:2]
     if top_words:
         head += "; its description mentions " + _join([f'"{w}"' for w in top_words])
     return head + "."
