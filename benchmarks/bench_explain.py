@@ -113,6 +113,7 @@ def measure(args: argparse.Namespace) -> dict:
         content_words,
         decompose,
         fast_score,
+        render_sentence,
         without_word,
     )
     from recsim_llm.lm.model import set_threads
@@ -127,12 +128,13 @@ def measure(args: argparse.Namespace) -> dict:
     head, d = model.head, model.dim
     gate, decay = np.asarray(head["gate"], np.float64), float(head["decay"])
     rollout_s = time.perf_counter() - start
-    hist: dict[str, list[float]] = {k: [] for k in ("top", "rand", "top3", "rand3")}
+    hist: dict[str, list[float]] = {k: [] for k in ("top", "rand", "top3", "rand3", "full")}
     words: dict[str, list[float]] = {
         k: [] for k in ("loo_top", "rand", "loo_top3", "rand3", "grad_top", "grad_top3")
     }
     h_clusters, w_clusters = [], []
     sums, n_events, examples = [], [], []
+    shares: dict[str, list[float]] = {k: [] for k in ("profile", "bias", "history", "older")}
     explain_s = word_s = 0.0
     for pair in pairs:
         state, events = pair["state"], pair["events"]
@@ -153,6 +155,11 @@ def measure(args: argparse.Namespace) -> dict:
         explain_s += time.perf_counter() - t0
         sums.append(abs(ex.parts_sum() - ex.score))
         n_events.append(len(events))
+        # How much of the score each part carries (|part| / sum of |parts|).
+        hist_total = sum(e.weight for e in ex.history)
+        mags = np.abs([ex.profile, ex.bias + ex.item_bias, hist_total, ex.older_history])
+        for key, m in zip(shares, mags / max(mags.sum(), 1e-12), strict=True):
+            shares[key].append(float(m))
         # Per-event weights in event order (the explanation orders them by |weight|).
         types = np.array([e.type for e in events])
         ages = np.array([e.age for e in events], np.float64)
@@ -181,6 +188,7 @@ def measure(args: argparse.Namespace) -> dict:
             )
 
         full = score_without(np.zeros(0, np.int64))
+        hist["full"].append(full)
         parts = decompose(head, p, pair["event_vecs"], types, ages, pair["item_vec"], w, h)[3]
         order = np.argsort(-parts, kind="stable")
         top = order[0]
@@ -192,8 +200,6 @@ def measure(args: argparse.Namespace) -> dict:
         hist["top3"].append(full - score_without(order[:k]))
         hist["rand3"].append(full - score_without(rng.choice(len(events), k, replace=False)))
         h_clusters.append(pair["user"])
-        if len(examples) < 3:
-            examples.append(ex.sentence)
         # Words: every single-word deletion (the LOO weights) and the joint top-3 deletions.
         text = pair["item_text"]
         vocab = content_words(text)
@@ -201,7 +207,10 @@ def measure(args: argparse.Namespace) -> dict:
             continue
         t0 = time.perf_counter()
         u = state[:d]
-        drop = {w_.word: w_.weight for w_ in model.word_weights(u, text, "loo")}
+        loo_weights = model.word_weights(u, text, "loo")
+        drop = {w_.word: w_.weight for w_ in loo_weights}
+        if len(examples) < 3:
+            examples.append(render_sentence(ex.profile, ex.history, loo_weights))
         grad = model.word_weights(u, text, "grad")
         g_order = [w_.word for w_ in sorted(grad, key=lambda w_: -w_.weight)]
         l_order = [w_ for w_, _ in sorted(drop.items(), key=lambda kv: -kv[1])]
@@ -238,6 +247,8 @@ def measure(args: argparse.Namespace) -> dict:
         "history_top1": _summary(H["top"], H["rand"], hc, args.seed),
         "history_top3": _summary(H["top3"], H["rand3"], hc, args.seed),
         "examples": examples,
+        "mean_part_share": {k: float(np.mean(v)) for k, v in shares.items()},
+        "mean_abs_score": float(np.mean([abs(x) for x in H["full"]])),
         "seconds": {"rollout": rollout_s, "history": explain_s, "words": word_s},
     }
     if W["loo_top"].size:
@@ -283,7 +294,12 @@ def markdown(result: dict) -> str:
             f"{cell(r['fraction_top_greater'], 3)} |"
         )
     secs = result["seconds"]
+    share = result["mean_part_share"]
     lines += [
+        "",
+        "Mean share of the score's parts (|part| / sum of |parts|): profile "
+        f"{share['profile']:.3f}, bias {share['bias']:.3f}, history events {share['history']:.3f}"
+        f", older history {share['older']:.3f}; mean |score| {result['mean_abs_score']:.3f}.",
         "",
         f"{result['n_pairs']} (user, recommended item) pairs, {result['mean_events_per_pair']:.1f} "
         f"history events per pair on average; largest |sum of parts − score| "
