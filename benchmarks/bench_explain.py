@@ -6,8 +6,9 @@ Usage::
 
 Rolls the default world (``lm-fast`` with the encoder; slates by ``--policy``, default the best
 fixed mix) and, at steps 3, 8, 13 and 18, takes each user slot's *recommended item*: the
-candidate with the highest encoder score ``u . v``. For every (user, recommended item) pair with
-at least two history events and two content words:
+candidate with the highest encoder score ``u . v`` (plus the item bias, if the encoder has
+one). For every (user, recommended item) pair with at least two history events and two content
+words:
 
 * **history**: the score drop when the top-attributed event (largest positive exact share) is
   removed from the history (the state recomputed without it: its weight leaves the normaliser
@@ -65,7 +66,7 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
     from recsim_llm.agents.specs import make_policy
     from recsim_llm.config import EnvConfig
     from recsim_llm.envs.vector import SlateVectorEnv
-    from recsim_llm.lm.explain import events_from_interaction_log
+    from recsim_llm.lm.explain import Explainer, events_from_interaction_log
 
     config = EnvConfig(encoder="lm-fast", encoder_path=encoder)
     env = SlateVectorEnv(num_envs=n_users, config=config)
@@ -75,6 +76,8 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
     sim = env.sim
     d = sim.encoder.dim
     texts = sim._texts
+    # The encoder's ranking score: u . v plus its item bias when it has one.
+    item_bias = Explainer(bundle=sim.encoder.bundle).item_bias(sim.item_embeddings)
     pairs = []
     for t in range(max(steps) + 1):
         if t in steps:
@@ -84,7 +87,7 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
                     continue
                 cands = sim.candidates[user]
                 state = sim.states[user].astype(np.float64)
-                scores = sim.item_embeddings[cands] @ sim.states[user, :d]
+                scores = sim.item_embeddings[cands] @ sim.states[user, :d] + item_bias[cands]
                 item = int(cands[int(np.argmax(scores))])
                 pairs.append(
                     {

@@ -186,7 +186,7 @@ def _ranked(model: Any, profile: str, row: int, data: Any, cands: Any, n: int) -
         np.array([e.type for e in events], np.int64),
         np.array([e.age for e in events], np.int64),
         vecs[k:],
-    )
+    ) + model.item_bias(vecs[k:])
     return [int(cands[i]) for i in np.argsort(-scores, kind="stable")[:n]]
 
 
@@ -223,7 +223,8 @@ def _explain_sim(args: argparse.Namespace) -> dict[str, Any]:
     elif args.rank:
         d = sim.encoder.dim
         cands = sim.candidates[user]
-        scores = sim.item_embeddings[cands] @ sim.states[user, :d]
+        vecs = sim.item_embeddings[cands]
+        scores = vecs @ sim.states[user, :d] + model.item_bias(vecs)
         items = [int(cands[i]) for i in np.argsort(-scores, kind="stable")[: args.rank]]
     else:
         action = np.asarray(policy.act(obs, sim.context()))
