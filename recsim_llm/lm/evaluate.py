@@ -449,7 +449,7 @@ def hashed_bow_logistic_scorer(
     def score(rows: np.ndarray) -> np.ndarray:
         u = hashed_bow([test_hist.text(r) for r in rows.tolist()], dim)
         v = items[np.maximum(data.candidates[rows], 0)]
-        return np.einsum("nd,ncd->nc", u[:, None, :] * wn[:dim], v) + v @ wn[dim : 2 * dim]
+        return np.einsum("nd,ncd->nc", u * wn[:dim], v) + v @ wn[dim : 2 * dim]
 
     return score
 
