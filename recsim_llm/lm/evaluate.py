@@ -204,7 +204,8 @@ def eval_rows(
     data: LogData, split: Split, label: str, max_rows: int, seed: int, cold: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, in_sample): a seeded sample of ``max_rows`` test rows (0 = all) plus every test row
-    of the cold-item and first-step segments (those segments are small: all their rows count)."""
+    of the cold-item and first-step segments (those segments are small: all their rows count;
+    one larger than ``max_rows`` is sampled to ``max_rows`` rows too)."""
     rows = split.test
     sample = rows
     if max_rows and rows.size > max_rows:
@@ -212,8 +213,13 @@ def eval_rows(
         sample = np.sort(rng.choice(rows, max_rows, replace=False))
     y = labels(data, label)
     pos_item = data.slates[rows, np.argmax(y[rows], axis=1)]
-    extra = rows[(data.t[rows] == 0) | (cold[pos_item] & (y[rows].sum(1) > 0))]
-    out = np.union1d(sample, extra)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC01D]))
+    out = sample
+    for extra in (rows[data.t[rows] == 0], rows[cold[pos_item] & (y[rows].sum(1) > 0)]):
+        # A segment larger than max_rows (e.g. cold items under a split by time) is sampled too.
+        if max_rows and extra.size > max_rows:
+            extra = np.sort(rng.choice(extra, max_rows, replace=False))
+        out = np.union1d(out, extra)
     return out, np.isin(out, sample)
 
 
@@ -972,7 +978,7 @@ def evaluate_trained(trainer: Any, cfg: dict[str, Any], max_rows: int = 400) -> 
 
 # -- markdown ----------------------------------------------------------------------------------------
 SEGMENT_TITLES = {
-    "all": "all test rows (held-out users)",
+    "all": "all test rows (sampled; with a split by user, every test user is held out)",
     "cold_items": "cold items (responded-to item never in training)",
     "first_step": "first step (t = 0: profile only)",
     "cold_users": "cold users (no training row)",
