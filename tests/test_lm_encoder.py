@@ -330,14 +330,16 @@ def test_encoder_eval_cli_writes_tables(tmp_path, logs, lora_dir, tiny_model):
     )
     result = json.loads((out / "results.json").read_text())
     table = result["table"]
-    assert {"popularity", "bag-of-words (non-LM)", "pretrained MiniLM zero-shot"} <= set(table)
-    assert any(name.endswith("(exact)") for name in table) and any(
-        name.endswith("(fast)") for name in table
-    )
+    assert {
+        "popularity (leak-free)",
+        "env bow encoder (cosine)",
+        "pretrained MiniLM zero-shot",
+    } <= set(table)
+    assert any("exact" in name for name in table) and any("fast" in name for name in table)
     for row in table.values():
-        assert set(row) == {"all", "cold_users", "cold_items"}
+        assert set(row) == {"all", "first_step", "cold_items"}
         assert 0.0 <= row["all"]["hr@10"] <= 1.0 and row["all"]["ndcg@10"] <= row["all"]["hr@10"]
-    assert "| popularity |" in (out / "results.md").read_text()
+    assert "| popularity (leak-free) |" in (out / "results.md").read_text()
 
 
 def test_cli_bad_inputs_exit_2(tmp_path, capsys):
@@ -403,7 +405,7 @@ def test_pointwise_objective_trains_evaluates_and_is_no_env_encoder(tmp_path, ti
     path = finetune(logs, tmp_path / "pw", cfg, progress=False, evaluate=True, eval_rows=16)
     metrics = json.loads((path / "metrics.json").read_text())
     table = metrics["evaluation"]["table"]
-    assert "fine-tuned LoRA (pair)" in table and "popularity" in table
+    assert "fine-tuned LoRA (pair)" in table and "popularity (leak-free)" in table
     assert np.isfinite(metrics["history"][-1]["val_loss"])
     with pytest.raises(ValueError, match="two-tower"):
         LMFastEncoder(path)

@@ -132,8 +132,12 @@ def write_behaviour_logs(
         clock = sim.world.clock
         candidates = sim.candidates.copy()
         action = policy.act(sim, rng)
-        result = sim.step(action, rng)
         slates = np.take_along_axis(candidates, action, axis=1)
+        # Hidden truth of the shown items before the step moves the users (no random draws).
+        hidden_match = sim.world.match(slates)
+        hidden_utility = sim.world.item_utilities(slates)
+        hidden_appeal = sim.world.catalog.appeal[slates]
+        result = sim.step(action, rng)
         r = result.responses
         for u in range(n_users):
             rows.append(
@@ -148,6 +152,11 @@ def write_behaviour_logs(
                     "rating": float(r.rating[u]),
                     "engagement": round(float(r.engagement[u]), 4),
                     "history_text": histories[u],
+                    "hidden": {
+                        "appeal": np.round(hidden_appeal[u], 5).tolist(),
+                        "match": np.round(hidden_match[u], 5).tolist(),
+                        "utility": np.round(hidden_utility[u], 5).tolist(),
+                    },
                 }
             )
         sim.draw_candidates(rng)
@@ -178,6 +187,10 @@ def write_behaviour_logs(
         "seed": seed,
         "history_events": history_events,
         "label_fields": {"click": "click_pos >= 0", "liked": "rating >= 4"},
+        "hidden_fields": {
+            "hidden": "per shown slot: appeal, match (interest cosine), utility (click utility "
+            "before position bias); hidden truth for evaluation ceilings, never for training"
+        },
         "n_rows": len(rows),
         "n_distinct_users": int(next_id),
     }

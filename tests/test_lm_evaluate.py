@@ -1,0 +1,222 @@
+"""The encoder evaluation table: known-answer metrics, bootstrap, leak-free baselines, hidden truth.
+
+Runs on tiny logs and the tiny randomly initialised BERT of ``test_lm_encoder.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from recsim_llm.lm import evaluate as ev_mod
+from recsim_llm.lm.evaluate import (
+    mean_by_user,
+    per_row_auc,
+    pooled_auc_by_user,
+    resample_counts,
+    training_click_counts,
+)
+from recsim_llm.lm.finetune import FinetuneConfig, finetune
+from recsim_llm.lm.logs import labels, load_logs, split_logs, write_behaviour_logs
+from recsim_llm.lm.metrics import auc
+
+TINY = dict(
+    epochs=1,
+    max_train_rows=64,
+    max_val_rows=24,
+    batch_size=8,
+    fast_rows=48,
+    fast_epochs=20,
+    user_max_length=64,
+    item_max_length=32,
+    lr=1e-3,
+    threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from recsim_llm.lm.model import make_tiny_backbone
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return write_behaviour_logs(
+        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
+    )
+
+
+@pytest.fixture(scope="module")
+def enc_dir(tmp_path_factory, tiny_model, logs):
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
+
+
+# -- known answers -----------------------------------------------------------------------------------
+def test_per_row_auc_known_answers():
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 1]])
+    perfect = np.where(y > 0, 1.0, 0.0)
+    assert per_row_auc(perfect, y)[:2].tolist() == [1.0, 1.0]
+    assert per_row_auc(-perfect, y)[:2].tolist() == [0.0, 0.0]
+    assert per_row_auc(np.zeros(y.shape), y)[:2].tolist() == [0.5, 0.5]
+    # No positive, or no negative: undefined.
+    assert np.isnan(per_row_auc(perfect, y)[2:]).all()
+    # One win, one tie out of two pairs; a masked-out column counts for nothing.
+    scores = np.array([[2.0, 1.0, 2.0, 9.0]])
+    yy = np.array([[1, 0, 0, 0]])
+    assert per_row_auc(scores, yy, np.array([[True, True, True, False]]))[0] == 0.75
+
+
+def test_bootstrap_intervals_known_answers():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(30), 4)
+    y = (rng.random(users.size) < 0.4).astype(float)
+    counts = resample_counts(30, 200, seed=1)
+    assert counts.shape == (200, 30) and (counts.sum(1) == 30).all()
+    for scores, expected in ((y, 1.0), (-y, 0.0), (np.zeros_like(y), 0.5)):
+        point, boot = pooled_auc_by_user(scores, y, users, counts)
+        assert point == expected
+        assert np.nanmin(boot) == np.nanmax(boot) == expected  # zero-width interval
+    noisy = y + rng.normal(0, 1, y.size)
+    point, boot = pooled_auc_by_user(noisy, y, users, counts)
+    assert point == pytest.approx(auc(noisy, y))
+    # A resample's weighted AUC equals the AUC of the data with each user repeated.
+    c = counts[7]
+    rep = np.repeat(np.arange(users.size), c[users].astype(int))
+    assert boot[7] == pytest.approx(auc(noisy[rep], y[rep]))
+    assert np.percentile(boot, 2.5) < point < np.percentile(boot, 97.5)
+    # Per-row means: point and resample means weight rows of drawn users.
+    vals = rng.random(users.size)
+    vals[3] = np.nan
+    point, boot = mean_by_user(vals, users, counts)
+    assert point == pytest.approx(np.nanmean(vals))
+    assert boot[7] == pytest.approx(np.nanmean(vals[rep]))
+    same = mean_by_user(np.ones(users.size), users, counts)
+    assert same[0] == 1.0 and (same[1] == 1.0).all()
+    # Seeded: the same resamples again.
+    assert (resample_counts(30, 200, seed=1) == counts).all()
+
+
+# -- leak-free popularity and hidden truth -----------------------------------------------------------
+def test_leak_free_popularity_has_no_counts_on_cold_items(logs):
+    data = load_logs(logs)
+    split = split_logs(data, "user", 0.1, 0.2, 0.3, seed=0)
+    counts = training_click_counts(data, split, "click")
+    assert counts[split.cold_items].sum() == 0.0
+    y = labels(data, "click")
+    # Counting every training click would have counted cold items (so the test can fail) ...
+    naive = np.zeros(data.n_items)
+    np.add.at(naive, data.slates[split.train][y[split.train] > 0], 1.0)
+    assert naive[split.cold_items].sum() > 0
+    # ... and no held-out row's click is counted.
+    assert counts.sum() == naive.sum() - naive[split.cold_items].sum()
+    warm = np.setdiff1d(np.arange(data.n_items), split.cold_items)
+    assert (counts[warm] == naive[warm]).all()
+
+
+def test_logs_record_hidden_truth_per_shown_slot(logs):
+    from recsim_llm.config import EnvConfig
+    from recsim_llm.world.catalog import generate_catalog
+
+    data = load_logs(logs)
+    assert not hasattr(data, "hidden")  # the reader training uses never loads it
+    hidden = ev_mod.load_hidden(logs, data)
+    assert set(hidden) == {"appeal", "match", "utility"}
+    assert hidden["appeal"].shape == data.slates.shape
+    appeal = generate_catalog(EnvConfig().world.catalog).appeal
+    assert np.allclose(hidden["appeal"], appeal[data.slates], atol=1e-5)
+    assert np.all(np.abs(hidden["match"]) <= 1.0 + 1e-6)
+
+
+def test_hidden_fields_never_reach_training_or_encoders(tmp_path, tiny_model, logs, enc_dir):
+    # The same logs with the hidden truth scrambled: training and encoder scores do not move.
+    other = tmp_path / "scrambled"
+    shutil.copytree(logs, other)
+    rows = [json.loads(line) for line in (logs / "impressions.jsonl").open()]
+    rng = np.random.default_rng(0)
+    for r in rows:
+        r["hidden"] = {k: rng.normal(size=len(v)).tolist() for k, v in r["hidden"].items()}
+    (other / "impressions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    again = finetune(other, tmp_path / "enc", cfg, progress=False)
+    files = json.loads((again / "encoder.json").read_text())["files"]
+    assert files == json.loads((enc_dir / "encoder.json").read_text())["files"]
+    a = ev_mod.evaluate_encoders(logs, [str(enc_dir)], tmp_path / "a", max_rows=30, n_boot=20)
+    b = ev_mod.evaluate_encoders(other, [str(enc_dir)], tmp_path / "b", max_rows=30, n_boot=20)
+    assert a["table"] == b["table"]  # every encoder and baseline row
+    ceil_a = a["runs"][0]["hidden_ceilings"]["hidden full utility"]["all"]["auc"]
+    ceil_b = b["runs"][0]["hidden_ceilings"]["hidden full utility"]["all"]["auc"]
+    assert ceil_a != ceil_b  # only the ceilings read the hidden fields
+
+
+# -- the table ---------------------------------------------------------------------------------------
+def test_personal_component_of_identical_users_is_exactly_chance(
+    tmp_path, logs, enc_dir, monkeypatch
+):
+    def same(self, rows):
+        u = np.zeros((len(rows), self.enc.dim), dtype=np.float32)
+        u[:, 0] = 1.0
+        return u
+
+    monkeypatch.setattr(ev_mod.EncoderStates, "exact", same)
+    monkeypatch.setattr(ev_mod.EncoderStates, "fast", same)
+    res = ev_mod.evaluate_encoders(logs, [str(enc_dir)], tmp_path / "e", max_rows=0, n_boot=20)
+    personal = [n for n in res["table"] if "personal" in n]
+    assert len(personal) == 2
+    for name in personal:
+        for seg, row in res["table"][name].items():
+            if res["runs"][0]["segments"][seg]["n_rankings"]:
+                assert row["row_auc"] == 0.5 and row["auc"] == 0.5, (name, seg)
+    div = res["diversity"]
+    assert div["LoRA [lora] fast"]["mean_pairwise_cosine"] == pytest.approx(1.0)
+
+
+def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs, enc_dir):
+    from recsim_llm.cli import main
+
+    out = tmp_path / "eval"
+    args = ["encoder-eval", "--logs", str(logs), "--encoders", str(enc_dir), "--out", str(out)]
+    assert main([*args, "--max-rows", "40", "--n-boot", "50"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"].startswith("recsim-llm encoder-eval --logs")
+    table, intervals = res["table"], res["intervals"]
+    assert set(ev_mod.BASELINES) <= set(table)
+    for kind in ("exact", "fast"):
+        for part in ("u·v + b (text only)", "personal (u - ū)·v", "prior ū·v + b"):
+            assert f"LoRA [lora] {kind}: {part}" in table
+    assert "LoRA [lora] fast + popularity (logistic on validation rows)" in table
+    for name, row in table.items():
+        assert set(row) == {"all", "cold_items", "first_step"}, name
+        for seg, metrics in row.items():
+            for m, v in metrics.items():
+                lo, hi = intervals[name][seg][m]
+                if np.isfinite(v) and np.isfinite(lo):
+                    assert lo - 1e-9 <= v <= hi + 1e-9 or lo == hi, (name, seg, m)
+    paired = res["paired"]["LoRA [lora] exact: u·v + b (text only)"]
+    assert set(paired) == set(ev_mod.BASELINES)
+    d = paired["popularity (leak-free)"]["all"]["row_auc"]
+    assert d[0] == pytest.approx(
+        table["LoRA [lora] exact: u·v + b (text only)"]["all"]["row_auc"]
+        - table["popularity (leak-free)"]["all"]["row_auc"]
+    )
+    assert res["runs"][0]["popularity_cold_item_counts"] == 0.0
+    ceilings = res["runs"][0]["hidden_ceilings"]
+    assert set(ceilings) == set(ev_mod.HIDDEN_CEILINGS)
+    md = (out / "results.md").read_text()
+    assert "| popularity (leak-free) |" in md and "hidden full utility" in md
+    assert "mean pairwise cosine" in md
+
+
+def test_encoder_eval_refuses_bad_arguments_before_work(tmp_path, logs, enc_dir):
+    with pytest.raises(ValueError, match="max_rows"):
+        ev_mod.evaluate_encoders(logs, [str(enc_dir)], tmp_path / "e", max_rows=-1)
+    with pytest.raises(ValueError, match="n_boot"):
+        ev_mod.evaluate_encoders(logs, [str(enc_dir)], tmp_path / "e", n_boot=1)
+    with pytest.raises(ValueError, match="encoders"):
+        ev_mod.evaluate_encoders(logs, [], tmp_path / "e")
+    assert not (tmp_path / "e").exists()
