@@ -39,6 +39,7 @@ for _name, _entry in {
     "write-logs": "recsim_llm.lm.logs_cli",
     "finetune": "recsim_llm.lm.finetune_cli",
     "encoder-eval": "recsim_llm.lm.eval_cli",
+    "quantise": "recsim_llm.lm.quantise_cli",
     "fidelity": "recsim_llm.movielens.cli",
 }.items():
     COMMANDS.register(_name, _entry)
