@@ -52,6 +52,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 warnings.filterwarnings("ignore")
 
 KEPT = ("onnx-int8", "bf16")
+TOP = 5
 
 
 @dataclass
@@ -187,6 +188,18 @@ def paired_auc_delta(
     return float(delta), float(lo), float(hi)
 
 
+def top_overlap(ref: np.ndarray, other: np.ndarray, candidates: np.ndarray) -> dict[str, float]:
+    """Per row: share of float32's top-5 candidates kept, and whether the top-5 set is identical."""
+    shares = []
+    for r_s, o_s, cand in zip(ref, other, candidates, strict=True):
+        ok = cand >= 0
+        a = set(np.argsort(-r_s[ok])[:TOP].tolist())
+        b = set(np.argsort(-o_s[ok])[:TOP].tolist())
+        shares.append(len(a & b) / TOP)
+    shares_arr = np.asarray(shares)
+    return {"mean_share": float(shares_arr.mean()), "identical": float((shares_arr == 1).mean())}
+
+
 def quality(
     ref: Any, variants: list[Variant], data: Any, split: Any, rows: np.ndarray, hist: Any
 ) -> None:
@@ -209,6 +222,7 @@ def quality(
     slate_col = np.argmax(data.candidates[rows][:, None, :] == data.slates[rows][:, :, None], 2)
     users_of_imp = np.repeat(data.user[rows], data.slates.shape[1])
     shown_ref = None
+    scores_ref = None
     user_f32 = None
     for v in variants:
         if v.user_len not in texts:
@@ -232,6 +246,9 @@ def quality(
             if shown_ref is None:
                 shown_ref = shown
             delta, lo, hi = paired_auc_delta(shown_ref, shown, y.ravel(), users_of_imp, 200, 0)
+            if scores_ref is None:
+                scores_ref = scores
+            v.results[f"top{TOP}_{label}"] = top_overlap(scores_ref, scores, data.candidates[rows])
             v.results[label] = {
                 "auc": table_out["m"]["all"]["auc"],
                 f"ndcg@{K}": table_out["m"]["all"][f"ndcg@{K}"],
@@ -326,8 +343,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['seconds']:.0f} s.",
         "",
         "| variant | kept | weights MB | history texts/s b=1 | b=32 | item texts/s b=1 | b=32 "
-        "| user cos min | AUC (serving) | ΔAUC [95% CI] | AUC (own items) | ΔAUC [95% CI] |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| user cos min | AUC (serving) | ΔAUC [95% CI] | top-5 kept (identical) "
+        "| AUC (own items) | ΔAUC [95% CI] | top-5 kept (identical) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     base = result["variants"]["float32"]["texts_per_s"]
     for name, v in result["variants"].items():
@@ -338,10 +356,13 @@ def markdown(result: dict[str, Any]) -> str:
 
         def aucs(label: str, v: dict[str, Any] = v) -> str:
             if label not in v:
-                return "— | —"
-            r = v[label]
+                return "— | — | —"
+            r, top = v[label], v[f"top{TOP}_{label}"]
             lo, hi = r["auc_delta_ci"]
-            return f"{r['auc']:.4f} | {r['auc_delta']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            return (
+                f"{r['auc']:.4f} | {r['auc_delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                f"{top['mean_share']:.1%} ({top['identical']:.0%})"
+            )
 
         size = "—" if np.isnan(v["weights_mb"]) else f"{v['weights_mb']:.1f}"
         lines.append(
