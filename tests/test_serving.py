@@ -160,11 +160,17 @@ def test_bf16_encoder_loads_offline_and_scores_like_float32(tmp_path, source, lo
     _compare(source, out, logs, tie=TINY_TIE)
 
 
+@pytest.fixture(scope="module")
+def bf16_short(tmp_path_factory, source):
+    """A bfloat16 serving copy of ``source`` with a 48-token history budget."""
+    return _quantise(source, tmp_path_factory.mktemp("bf16") / "enc", "bf16", user_max_length=48)
+
+
 @pytest.mark.parametrize("encoder", ["lm-exact", "lm-fast"])
-def test_env_runs_on_a_serving_encoder(tmp_path, source, encoder):
+def test_env_runs_on_a_serving_encoder(bf16_short, encoder):
     from recsim_llm.envs.vector import SlateVectorEnv
 
-    out = _quantise(source, tmp_path / "bf16", "bf16", user_max_length=48)
+    out = bf16_short
     assert json.loads((out / "encoder.json").read_text())["user_max_length"] == 48
     env = SlateVectorEnv(
         num_envs=3, config=EnvConfig(encoder=encoder, encoder_path=str(out), horizon=20)
