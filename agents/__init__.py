@@ -6,9 +6,9 @@ glue imports stable_baselines3 (and torch) only inside its functions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from recsim_llm.registry import load_entry_point
+from recsim_llm.registry import lazy_exports
 
 if TYPE_CHECKING:
     from recsim_llm.agents.bandits import LinUCBPolicy
@@ -67,13 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = load_entry_point(_EXPORTS[name])
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -6,9 +6,9 @@ adapter imports stable_baselines3 (and torch) only when ``SB3VecEnv`` is asked f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from recsim_llm.registry import load_entry_point
+from recsim_llm.registry import lazy_exports
 
 if TYPE_CHECKING:
     from recsim_llm.envs.core import SlateSimulator
@@ -45,13 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = load_entry_point(_EXPORTS[name])
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

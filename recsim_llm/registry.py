@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "load_entry_point"]
+__all__ = ["Registry", "lazy_exports", "load_entry_point"]
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 
@@ -44,6 +44,29 @@ def load_entry_point(entry_point: str) -> Any:
         except AttributeError:
             raise ImportError(f"entry point {entry_point!r}: no attribute {part!r}") from None
     return obj
+
+
+def lazy_exports(
+    module_name: str, exports: dict[str, str], public: list[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names load on first use (PEP 562).
+
+    ``exports`` maps each public name to its ``"module:attr"`` entry point; a loaded name is
+    cached in the package's globals, so it is imported once.
+    """
+    import sys
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        value = load_entry_point(exports[name])
+        setattr(sys.modules[module_name], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[module_name])) | set(public))
+
+    return __getattr__, __dir__
 
 
 class Registry(Generic[T]):
