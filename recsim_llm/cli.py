@@ -39,6 +39,7 @@ for _name, _entry in {
     "write-logs": "recsim_llm.lm.logs_cli",
     "finetune": "recsim_llm.lm.finetune_cli",
     "encoder-eval": "recsim_llm.lm.eval_cli",
+    "quantise": "recsim_llm.lm.quantise_cli",
     "explain": "recsim_llm.lm.explain_cli",
     "fidelity": "recsim_llm.movielens.cli",
 }.items():

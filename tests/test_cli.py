@@ -121,6 +121,7 @@ def _no_work(monkeypatch):
     import recsim_llm.lm.evaluate
     import recsim_llm.lm.finetune
     import recsim_llm.lm.logs
+    import recsim_llm.lm.quantise
 
     def work(*args, **kwargs):
         raise AssertionError("work started before --out was checked")
@@ -133,6 +134,7 @@ def _no_work(monkeypatch):
         (recsim_llm.lm.logs, "write_movielens_logs"),
         (recsim_llm.lm.finetune, "finetune"),
         (recsim_llm.lm.evaluate, "evaluate_encoders"),
+        (recsim_llm.lm.quantise, "quantise_encoder"),
     ):
         monkeypatch.setattr(module, name, work)
 
@@ -145,6 +147,7 @@ COMMANDS = {
     "write-logs": ["write-logs"],
     "finetune": ["finetune"],
     "encoder-eval": ["encoder-eval", "--logs", "nope", "--encoders", "nope"],
+    "quantise": ["quantise", "--method", "bf16"],
 }
 
 

@@ -6,6 +6,7 @@ Importing this package is cheap (no torch). Entry points:
 * ``recsim_llm.lm.finetune.finetune`` / ``recsim-llm finetune``: fine-tune (LoRA or full);
 * ``recsim_llm.lm.evaluate.evaluate_encoders`` / ``recsim-llm encoder-eval``: quality table;
 * ``recsim_llm.lm.store.load_encoder`` / ``merge_encoder``: encoder directories;
+* ``recsim_llm.lm.quantise.quantise_encoder`` / ``recsim-llm quantise``: serving encoders (int8, bf16);
 * ``recsim_llm.lm.explain.explain`` / ``explain_step`` / ``recsim-llm explain``: why an item
   scores as it does (history items and item words with weights, one sentence);
 * ``EnvConfig(encoder='lm-fast' | 'lm-exact', encoder_path=...)``: the env's user state;

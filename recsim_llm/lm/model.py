@@ -212,6 +212,11 @@ def _torch_modules() -> Any:
     return FastHead, RecLM
 
 
+def rec_lm_class() -> Any:
+    """The ``RecLM`` class (defined lazily: it subclasses ``torch.nn.Module``)."""
+    return _torch_modules()[1]
+
+
 def build_model(
     model_path: str | os.PathLike[str] | None,
     proj_dim: int,

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from recsim_llm.io import check_out_dir, json_text, output_directory
+from recsim_llm.lm.backends import check_serving, weights_file
 from recsim_llm.lm.model import build_model, resolve_model_path
 
 ENCODER_FORMAT = "recsim-llm-encoder/1"
@@ -111,8 +113,12 @@ def save_encoder(
     config: dict[str, Any],
     metrics: dict[str, Any],
     cache: dict[str, np.ndarray] | None = None,
+    write_weights: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write an encoder directory atomically (see the module docstring); returns its path.
+
+    ``write_weights(staging_dir)``, when given, writes the backbone instead of ``adapter/`` or
+    ``backbone/`` (serving encoders: ``recsim_llm.lm.quantise``).
 
     Raises:
         OutputError: ``out_dir`` is not ours to replace (see ``recsim_llm.io``).
@@ -121,7 +127,9 @@ def save_encoder(
 
     lora = bool(config["lora"])
     with output_directory(out_dir, "encoder") as tmp:
-        if lora:
+        if write_weights is not None:
+            write_weights(tmp)
+        elif lora:
             model.backbone.save_pretrained(str(tmp / "adapter"))
             (tmp / "adapter" / "README.md").unlink(missing_ok=True)  # PEFT boilerplate
         else:
@@ -171,11 +179,16 @@ def read_encoder_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     ):
         if key not in config:
             raise EncoderFormatError(f"{cfg_path} lacks the field {key!r}")
-    needed = "adapter/adapter_model.safetensors" if config["lora"] else "backbone/model.safetensors"
+    if "serving" in config:
+        try:
+            check_serving(cfg_path, config["serving"])
+        except ValueError as err:
+            raise EncoderFormatError(str(err)) from None
+    needed = weights_file(config)
     if needed not in config["files"] or "heads.safetensors" not in config["files"]:
         raise EncoderFormatError(
             f"{cfg_path}: files must list {needed!r} and 'heads.safetensors' "
-            f"(lora={config['lora']})"
+            f"(lora={config['lora']}, serving={config.get('serving', {}).get('method')})"
         )
     for name, digest in config["files"].items():
         file = root / name
@@ -199,7 +212,16 @@ def load_encoder(path: str | os.PathLike[str], n_threads: int = 0) -> LoadedEnco
     set_threads(n_threads)
     root = Path(path)
     config = read_encoder_config(root)
-    if config["lora"]:
+    if config.get("serving"):
+        # A serving encoder (recsim-llm quantise): ONNX Runtime or bfloat16 backbone, merged.
+        from recsim_llm.lm.backends import load_serving_backbone
+        from recsim_llm.lm.model import rec_lm_class
+
+        backbone = load_serving_backbone(root, config, n_threads)
+        _check_arch(root, config, backbone)
+        tokenizer = None  # read from tokenizer/ below
+        model = rec_lm_class()(backbone, config["proj_dim"], 0.0)
+    elif config["lora"]:
         base = config["base_model"]
         try:
             base_dir = resolve_model_path(base)
@@ -236,6 +258,8 @@ def load_encoder(path: str | os.PathLike[str], n_threads: int = 0) -> LoadedEnco
         tokenizer, model = build_model(root / "backbone", config["proj_dim"], dropout=0.0)
         _check_arch(root, config, model.backbone)
     tok_dir = root / "tokenizer"
+    if tokenizer is None and not tok_dir.is_dir():
+        raise EncoderFormatError(f"{root}: serving encoders need their tokenizer/ folder")
     if tok_dir.is_dir():
         from transformers import AutoTokenizer
 
