@@ -6,12 +6,16 @@ Runs on the tiny randomly initialised BERT (MiniLM's tokenizer), like ``test_lm_
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recsim_llm.lm.finetune import FinetuneConfig, Trainer, finetune
 from recsim_llm.lm.logs import load_logs, write_behaviour_logs
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+"""The shared MovieLens-100K; the test using it skips where it is absent."""
 
 TINY = dict(
     epochs=1,
@@ -159,3 +163,54 @@ def test_finetune_cli_init_from_mismatch_exits_2_before_any_work(tmp_path, capsy
     err = capsys.readouterr().err
     assert "proj_dim 32" in err and "--proj-dim 32" in err
     assert not out.exists()
+
+
+# -- the transfer curve's pieces -------------------------------------------------------------------
+
+
+def test_user_split_shares_are_nested_and_held_out_users_never_train(logs):
+    import math
+
+    from recsim_llm.lm.transfer import heldout_rows, subset_users, user_split
+
+    data = load_logs(logs)
+    train_users, test_users = user_split(data, 0.25, seed=1)
+    assert np.intersect1d(train_users, test_users).size == 0
+    assert np.union1d(train_users, test_users).size == np.unique(data.user).size
+    again = user_split(data, 0.25, seed=1)
+    np.testing.assert_array_equal(again[0], train_users)
+    small = train_users[: math.ceil(0.3 * train_users.size)]
+    sub = subset_users(data, small)
+    assert set(sub.user.tolist()) == set(small.tolist())
+    assert sub.n_rows == int(np.isin(data.user, small).sum()) == len(sub.profiles)
+    # Rows keep their order (by user, then step), so histories rebuild the same way.
+    keep = np.isin(data.user, small)
+    np.testing.assert_array_equal(sub.t, data.t[keep])
+    assert sub.history_text == [h for h, k in zip(data.history_text, keep, strict=True) if k]
+    rows = heldout_rows(data, test_users, "click", per_user=2, seed=0)
+    assert np.isin(data.user[rows], test_users).all()
+    assert (np.bincount(data.user[rows]) <= 2).all()
+    assert (data.click_pos[rows] >= 0).all()  # every sampled row has a positive
+    with pytest.raises(ValueError, match="test_fraction"):
+        user_split(data, 0.0)
+
+
+def test_transfer_scores_and_table_on_movielens(tmp_path, lora_dir):
+    """On the real MovieLens-100K logs (skipped without ../shared): the source encoder's scores
+    are finite, one liked movie against 19 unrated per row, intervals bracket the means."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(
+            f"MovieLens-100K not found at {REAL_DATA} (shared data is not part of the repo)"
+        )
+    from recsim_llm.lm.logs import write_movielens_logs
+    from recsim_llm.lm.transfer import encoder_scores, heldout_rows, score_table, user_split
+
+    ml = load_logs(write_movielens_logs(REAL_DATA, tmp_path / "ml"))
+    _, test_users = user_split(ml, 0.2, seed=0)
+    rows = heldout_rows(ml, test_users[:12], "liked", per_user=1, seed=0)
+    assert rows.size >= 10 and ml.candidates.shape[1] == 20 and ml.slates.shape[1] == 1
+    scores = encoder_scores(ml, rows, lora_dir, n_threads=1)
+    assert scores["exact"].shape == (rows.size, 20) and np.isfinite(scores["fast"]).all()
+    table = score_table(ml, rows, {"tiny (exact)": scores["exact"]}, "liked", n_boot=100)
+    r = table["tiny (exact)"]
+    assert r["n_rankings"] == rows.size and r["auc_lo"] <= r["auc"] <= r["auc_hi"]

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["build_from_encoder", "check_init_from", "init_record"]
 
 
@@ -191,3 +193,152 @@ def init_record(init_from: str | os.PathLike[str]) -> dict[str, Any] | None:
         "world_hash": enc.get("world_hash"),
         "sha256": {k: enc["files"][k] for k in (weights, "heads.safetensors")},
     }
+
+
+# -- the transfer curve ------------------------------------------------------------------------------
+
+
+def subset_users(data: Any, users: np.ndarray) -> Any:
+    """A ``LogData`` holding only the rows of ``users`` (order kept: by user, then step)."""
+    import dataclasses
+
+    keep = np.flatnonzero(np.isin(data.user, np.asarray(users)))
+    pick = keep.tolist()
+    return dataclasses.replace(
+        data,
+        meta={**data.meta, "n_rows": int(keep.size), "subset_users": int(np.size(users))},
+        user=data.user[keep],
+        t=data.t[keep],
+        clock=data.clock[keep],
+        profiles=[data.profiles[i] for i in pick],
+        candidates=data.candidates[keep],
+        slates=data.slates[keep],
+        click_pos=data.click_pos[keep],
+        rating=data.rating[keep],
+        history_text=[data.history_text[i] for i in pick],
+    )
+
+
+def user_split(data: Any, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """(training users in a seeded order, held-out test users): a share p of the training users
+    is the first ``ceil(p * n)`` of the order, so smaller shares are subsets of larger ones."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A5]))
+    users = rng.permutation(np.unique(data.user))
+    n_test = int(round(test_fraction * users.size))
+    return users[n_test:], np.sort(users[:n_test])
+
+
+def heldout_rows(
+    data: Any, users: np.ndarray, label: str, per_user: int = 2, seed: int = 0
+) -> np.ndarray:
+    """A seeded sample of ``per_user`` rows with a positive response per held-out user."""
+    from recsim_llm.lm.logs import labels
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E5]))
+    pos = labels(data, label).sum(1) > 0
+    out = []
+    for u in np.asarray(users).tolist():
+        rows = np.flatnonzero((data.user == u) & pos)
+        if rows.size:
+            out.extend(rng.choice(rows, min(per_user, rows.size), replace=False).tolist())
+    return np.sort(np.array(out, dtype=np.int64))
+
+
+def encoder_scores(
+    data: Any, rows: np.ndarray, path: str | os.PathLike[str], n_threads: int = 2
+) -> dict[str, np.ndarray]:
+    """{'exact': scores, 'fast': scores} of each row's candidates by a saved encoder.
+
+    Exact: the user tower on the row's history text (within the encoder's token budget); fast:
+    the fast head on the profile embedding and the events before the row. Both score
+    ``u . v`` with the item tower's embeddings.
+    """
+    from recsim_llm import text
+    from recsim_llm.lm.logs import Histories
+    from recsim_llm.lm.model import fast_states_numpy
+    from recsim_llm.lm.store import load_encoder
+
+    enc = load_encoder(path, n_threads=n_threads)
+    if enc.config["lora"]:  # the same function, faster to run
+        enc.model.backbone = enc.model.backbone.merge_and_unload()
+    cands = np.maximum(data.candidates[rows], 0)
+    items = np.unique(cands)
+    vec = np.zeros((data.n_items, enc.dim), dtype=np.float32)
+    vec[items] = enc.encode_items([data.item_texts[i] for i in items.tolist()])
+    hist = Histories(data, int(enc.config["history_steps"]))
+    users = enc.encode_users(
+        [hist.text(r, enc.n_tokens, enc.user_max_length) for r in rows.tolist()]
+    )
+    profiles = [text.history_text(data.profiles[r], []) for r in rows.tolist()]
+    uniq = sorted(set(profiles))
+    emb = dict(zip(uniq, enc.encode_users(uniq), strict=True))
+    prof = np.stack([emb[p] for p in profiles])
+    it, ty, ag, mk = hist.arrays(rows, int(enc.config["history_steps"]) * data.slates.shape[1])
+    seen = np.unique(it[mk])
+    todo = np.setdiff1d(seen, items)
+    if todo.size:
+        vec[todo] = enc.encode_items([data.item_texts[i] for i in todo.tolist()])
+    fast = fast_states_numpy(enc.model.fast.export(), prof, vec[it], ty, ag, mk)
+    return {
+        "exact": np.einsum("nd,ncd->nc", users, vec[cands]),
+        "fast": np.einsum("nd,ncd->nc", fast, vec[cands]),
+    }
+
+
+def zero_shot_scores(
+    data: Any, rows: np.ndarray, user_len: int = 128, item_len: int = 64, history_steps: int = 20
+) -> np.ndarray:
+    """Scores of the pretrained MiniLM (mean-pooled, no fine-tuning) on the same texts."""
+    from recsim_llm.lm.logs import Histories
+    from recsim_llm.lm.model import build_model, encode_texts
+
+    tok, model = build_model("", proj_dim=0, dropout=0.0)
+    cands = np.maximum(data.candidates[rows], 0)
+    items = np.unique(cands)
+    vec = np.zeros((data.n_items, model.hidden), dtype=np.float32)
+    vec[items] = encode_texts(
+        model, tok, [data.item_texts[i] for i in items.tolist()], item_len, 128, raw=True
+    )
+    hist = Histories(data, history_steps)
+
+    def n_tokens(s: str) -> int:
+        return len(tok(s)["input_ids"])
+
+    texts = [hist.text(r, n_tokens, user_len) for r in rows.tolist()]
+    users = encode_texts(model, tok, texts, user_len, 32, raw=True)
+    return np.einsum("nd,ncd->nc", users, vec[cands])
+
+
+def score_table(
+    data: Any,
+    rows: np.ndarray,
+    scores: dict[str, np.ndarray],
+    label: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """{name: per-row AUC and NDCG@10 with bootstrap intervals over users}."""
+    from recsim_llm.lm.logs import labels
+    from recsim_llm.lm.rowmetrics import bootstrap_mean, per_row_metrics
+
+    y = labels(data, label)[rows]
+    cands, slates = data.candidates[rows], data.slates[rows]
+    out = {}
+    for name, s in scores.items():
+        s = np.where(cands >= 0, np.asarray(s, dtype=np.float64), -np.inf)
+        _, row_auc, ndcg = per_row_metrics(s, cands, slates, y)
+        a = bootstrap_mean(row_auc, data.user[rows], n_boot, seed)
+        g = bootstrap_mean(ndcg, data.user[rows], n_boot, seed)
+        out[name] = {
+            "auc": a["mean"],
+            "auc_lo": a["lo"],
+            "auc_hi": a["hi"],
+            "ndcg@10": g["mean"],
+            "ndcg@10_lo": g["lo"],
+            "ndcg@10_hi": g["hi"],
+            "n_users": a["n_users"],
+            "n_rankings": a["n_rows"],
+        }
+    return out
