@@ -83,6 +83,8 @@ def _claims_out(kind: str) -> Callable[[Callable[[argparse.Namespace], int]], Ca
         return claimed
 
     return wrap
+
+
 def _policy_spec(text: str) -> str:
     """A policy spec whose name is registered (its argument is checked when it is built)."""
     try:

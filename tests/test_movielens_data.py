@@ -41,11 +41,20 @@ def synthetic_logs(n_users: int = 40, n_movies: int = 80, seed: int = 0) -> dict
         genres.append(sorted({first, 1 + (m * 5) % 18}))
     return {
         "ratings": ratings,
-        "titles": [f"Movie n\u00e9 {m + 1}, The" if m % 3 == 0 else f"Film {m + 1}" for m in range(n_movies)],
+        "titles": [
+            f"Movie n\u00e9 {m + 1}, The" if m % 3 == 0 else f"Film {m + 1}"
+            for m in range(n_movies)
+        ],
         "years": [1950 + (m * 7) % 48 for m in range(n_movies)],
         "genres": genres,
         "users": [
-            (u + 1, 18 + (u * 3) % 50, "MF"[u % 2], OCCUPATIONS[u % len(OCCUPATIONS)], f"{10000 + u}")
+            (
+                u + 1,
+                18 + (u * 3) % 50,
+                "MF"[u % 2],
+                OCCUPATIONS[u % len(OCCUPATIONS)],
+                f"{10000 + u}",
+            )
             for u in range(n_users)
         ],
     }
@@ -59,9 +68,13 @@ def write_grouplens(root: Path, logs: dict | None = None) -> Path:
         "".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in logs["ratings"]), encoding="ascii"
     )
     lines = []
-    for m, (title, year, genre) in enumerate(zip(logs["titles"], logs["years"], logs["genres"], strict=True)):
+    for m, (title, year, genre) in enumerate(
+        zip(logs["titles"], logs["years"], logs["genres"], strict=True)
+    ):
         flags = "|".join("1" if k in genre else "0" for k in range(len(GENRES)))
-        lines.append(f"{m + 1}|{title} ({year})|01-Jan-{year}||http://example.org/{m + 1}|{flags}\n")
+        lines.append(
+            f"{m + 1}|{title} ({year})|01-Jan-{year}||http://example.org/{m + 1}|{flags}\n"
+        )
     (root / "u.item").write_bytes("".join(lines).encode("latin-1"))
     (root / "u.user").write_text(
         "".join(f"{u}|{a}|{g}|{o}|{z}\n" for u, a, g, o, z in logs["users"]), encoding="ascii"
@@ -77,7 +90,9 @@ def write_recbole(root: Path, logs: dict | None = None) -> Path:
     inter += [f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in logs["ratings"]]
     (root / "ml-100k.inter").write_text("".join(inter), encoding="utf-8")
     item = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"]
-    for m, (title, year, genre) in enumerate(zip(logs["titles"], logs["years"], logs["genres"], strict=True)):
+    for m, (title, year, genre) in enumerate(
+        zip(logs["titles"], logs["years"], logs["genres"], strict=True)
+    ):
         item.append(f"{m + 1}\t{title}\t{year}\t{' '.join(GENRES[k] for k in sorted(genre))}\n")
     (root / "ml-100k.item").write_text("".join(item), encoding="utf-8")
     user = ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"]

@@ -77,6 +77,9 @@ class FinetuneConfig:
     """torch CPU threads (0 = torch default)."""
     max_steps: int = 0
     """Stop after this many optimiser steps in total (0 = no limit; for smoke runs)."""
+    init_from: str = ""
+    """Encoder directory to start from (its adapter or weights, heads, tokenizer; checked by
+    ``recsim_llm.lm.transfer.check_init_from``); '' = the pretrained backbone."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("two-tower", "pointwise"):
@@ -121,6 +124,8 @@ class FinetuneConfig:
                 or (name == "lr" and value == 0)
             ):
                 raise ValueError(f"{name} must be in [{low}, {high}] (lr > 0), got {value!r}")
+        if not isinstance(self.init_from, str):
+            raise ValueError(f"init_from must be a directory path (str), got {self.init_from!r}")
 
 
 @dataclass
@@ -166,6 +171,10 @@ class Trainer:
             config.lora_dropout,
             config.seed,
         )
+        if config.init_from:  # start from a fine-tuned encoder instead (checked, shapes must fit)
+            from recsim_llm.lm.transfer import build_from_encoder
+
+            self.tokenizer, self.model = build_from_encoder(config)
         self.train_hist = Histories(data, config.history_steps, drop_items=self.split.cold_items)
         self.cold = np.zeros(data.n_items, dtype=bool)
         self.cold[self.split.cold_items] = True
@@ -458,6 +467,7 @@ def encoder_config(trainer: Trainer) -> dict[str, Any]:
     """What ``encoder.json`` records about a fine-tuned model."""
     from recsim_llm.lm.model import BUNDLED_MODEL, trainable_fraction
     from recsim_llm.lm.store import arch_of
+    from recsim_llm.lm.transfer import init_record
 
     cfg = trainer.config
     backbone = trainer.model.backbone
@@ -487,6 +497,7 @@ def encoder_config(trainer: Trainer) -> dict[str, Any]:
             k: meta.get(k) for k in ("source", "world_hash", "n_rows", "seed", "n_users", "n_steps")
         },
         "world_hash": meta.get("world_hash"),
+        "init_from": init_record(cfg.init_from),
         "catalog_seed": (meta.get("env_config") or {})
         .get("world", {})
         .get("catalog", {})
@@ -520,6 +531,10 @@ def finetune(
 
     check_out_dir(out_dir, "encoder")  # before any work; written by recsim_llm.io at the end
     config = config or FinetuneConfig()
+    if config.init_from:
+        from recsim_llm.lm.transfer import check_init_from
+
+        check_init_from(config)  # before any work: a start that cannot fit is refused here
     data = logs if isinstance(logs, LogData) else load_logs(logs)
     trainer = Trainer(config, data, progress)
     n_train, n_all = 0, 0

@@ -84,6 +84,10 @@ def _run(args: argparse.Namespace) -> int:
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(_C) if f.name not in _SKIP}
     config = FinetuneConfig(model_path=args.model_path, lora=not args.full, **values)
+    if config.init_from:
+        from recsim_llm.lm.transfer import check_init_from
+
+        check_init_from(config)  # refused before any logs are written
     with tempfile.TemporaryDirectory(prefix="recsim-llm-logs-") as tmp:
         logs = args.logs
         if logs:
