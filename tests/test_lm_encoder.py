@@ -84,14 +84,13 @@ def test_logs_round_trip_and_history_text_matches_env_log(logs):
     assert data.n_rows == meta["n_rows"] and data.n_rows >= 24 * 8
     assert data.slates.shape[1] == 5 and data.candidates.shape[1] == 20
     assert np.all(data.candidates[np.arange(data.n_rows)[:, None], 0] >= 0)
-    hist = Histories(data)
-    cap = meta["history_events"]
-    for row in range(0, data.n_rows, 7):
-        phrases = [
-            text.event_text(data.item_titles[i], c, r if c else None)
-            for i, c, r, _ in hist.events(row)
-        ]
-        assert text.history_text(data.profiles[row], phrases[:cap]) == data.history_text[row]
+    # The env's log (InteractionLog.history_text, written into each row while logging) and the
+    # training logs (Histories.text, rebuilt from the rows) render the same text for every row.
+    hist = Histories(data, max_steps=meta["env_config"]["history_length"])
+    assert meta["history_events"] >= 8  # the click cap never binds in these 8-step logs
+    for row in range(data.n_rows):
+        assert hist.text(row) == data.history_text[row]
+    assert any("mostly" in t and "(rated" in t for t in data.history_text)
     y = labels(data, "click")
     assert y.sum() == (data.click_pos >= 0).sum()
     assert labels(data, "liked").sum() == ((data.click_pos >= 0) & (data.rating >= 4)).sum()
