@@ -300,7 +300,7 @@ class Trainer:
                     )
                     out[i] = model.pair_logit(batch).numpy()
             return out
-        u = self.encode_users([self.user_text(r, train) for r in rows.tolist()])
+        u = self.encode_users([self.user_text(r, train) for r in rows.tolist()], "validation")
         import torch
 
         self.refresh_items()  # the current weights, for these scores and the next steps
@@ -505,7 +505,9 @@ class Trainer:
                 "items ...",
                 flush=True,
             )
-        exact = self.encode_users([self.user_text(r, True) for r in distil_rows.tolist()])
+        exact = self.encode_users(
+            [self.user_text(r, True) for r in distil_rows.tolist()], "fast head: histories"
+        )
         profile_of = [self.data.profiles[r] for r in rows.tolist()]
         unique_profiles = sorted(set(profile_of))
         p_emb = self.encode_users([text.history_text(p, []) for p in unique_profiles])
@@ -547,7 +549,7 @@ class Trainer:
             n_pos = slates.shape[1]
             slate_b = slate_b + model.position_bias[: min(n_pos, MAX_POSITIONS)].reshape(1, -1)
         bar = self._bar(cfg.fast_epochs, "fast head")
-        n_batch = 2048
+        n_batch = 512  # rows per step of the click objective (and 256 distillation rows)
         for _ in range(cfg.fast_epochs):
             order = torch.from_numpy(self.rng.permutation(rows.size)[:n_batch])
             state = head(
@@ -561,11 +563,13 @@ class Trainer:
             bce = F.binary_cross_entropy_with_logits(logit, t["y"][order], weight=t["ok"][order])
             loss = bce
             if cfg.fast_distil > 0:
-                dl = t["d_local"]
+                pick = torch.from_numpy(self.rng.permutation(distil_rows.size)[:256])
+                dl = t["d_local"][pick]
                 d_state = head(
                     t["p"][dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
                 )
-                loss = loss + cfg.fast_distil * (1.0 - (d_state * t["exact"]).sum(-1)).mean()
+                distil = (1.0 - (d_state * t["exact"][pick]).sum(-1)).mean()
+                loss = loss + cfg.fast_distil * distil
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -591,10 +595,17 @@ class Trainer:
 
         return encode_texts(self.model, self.tokenizer, texts, self.config.item_max_length)
 
-    def encode_users(self, texts: list[str]) -> np.ndarray:
+    def encode_users(self, texts: list[str], desc: str = "") -> np.ndarray:
         from recsim_llm.lm.model import encode_texts
 
-        return encode_texts(self.model, self.tokenizer, texts, self.config.user_max_length, 32)
+        return encode_texts(
+            self.model,
+            self.tokenizer,
+            texts,
+            self.config.user_max_length,
+            32,
+            progress=desc if self.progress else "",
+        )
 
 
 def encoder_config(trainer: Trainer) -> dict[str, Any]:
@@ -691,12 +702,18 @@ def finetune(
         metrics["evaluation"] = evaluate_trained(trainer, enc_config, max_rows=eval_rows)
     cache = None
     if cache_texts:
-        cache = build_cache(trainer.model, trainer.tokenizer, enc_config, cache_texts)
+        cache = build_cache(
+            trainer.model, trainer.tokenizer, enc_config, cache_texts, progress=progress
+        )
     return save_encoder(out_dir, trainer.model, trainer.tokenizer, enc_config, metrics, cache)
 
 
 def build_cache(
-    model: Any, tokenizer: Any, enc_config: dict[str, Any], texts: dict[str, list[str]]
+    model: Any,
+    tokenizer: Any,
+    enc_config: dict[str, Any],
+    texts: dict[str, list[str]],
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Text-hash-keyed embeddings of item texts and profile (cold-start history) texts."""
     from recsim_llm import text
@@ -707,7 +724,14 @@ def build_cache(
     items = sorted(set(texts.get("items", [])))
     if items:
         out["item_keys"] = np.array([text_key(t) for t in items], dtype=np.uint64)
-        out["item_emb"] = encode_texts(model, tokenizer, items, enc_config["item_max_length"], 128)
+        out["item_emb"] = encode_texts(
+            model,
+            tokenizer,
+            items,
+            enc_config["item_max_length"],
+            128,
+            progress=f"cache: {len(items)} item texts" if progress else "",
+        )
     profiles = sorted(set(texts.get("profiles", [])))
     if profiles:
         out["profile_keys"] = np.array([text_key(t) for t in profiles], dtype=np.uint64)
@@ -717,5 +741,6 @@ def build_cache(
             [text.history_text(p, []) for p in profiles],
             enc_config["user_max_length"],
             128,
+            progress=f"cache: {len(profiles)} profile texts" if progress else "",
         )
     return out

@@ -305,10 +305,12 @@ def encode_texts(
     max_length: int,
     batch_size: int = 64,
     raw: bool = False,
+    progress: str = "",
 ) -> np.ndarray:
     """(len(texts), dim) float32 tower embeddings in eval mode (``raw``: mean-pooled backbone).
 
     Texts are encoded in length-sorted batches (less padding), results in input order.
+    ``progress``: when non-empty, a tqdm bar with this description.
     """
     import torch
 
@@ -317,8 +319,13 @@ def encode_texts(
     dim = model.hidden if raw else model.dim
     out = np.zeros((len(texts), dim), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="batch", leave=False)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in starts:
             idx = order[start : start + batch_size]
             batch = tokenize(tokenizer, [texts[i] for i in idx], max_length)
             if raw:
