@@ -442,3 +442,45 @@ def test_cache_is_written_listed_checked_and_carried_by_merge(tmp_path, tiny_mod
     with pytest.raises(OutputError, match="did not write"):
         merge_encoder(enc, foreign)
     assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]
+
+
+def test_history_text_keeps_clicks_and_summarises_skips():
+    events = [
+        ("A", ("Sports",), True, 5.0),
+        ("B", ("Money",), False, None),
+        ("C", ("Money", "Sports"), False, None),
+        ("D", ("Jazz",), True, None),
+        ("E", ("Money",), False, None),
+    ]
+    full = text.render_history("User P.", events)
+    assert full == (
+        "User P. History: watched A [Sports] (rated 5/5); clicked D [Jazz]; "
+        "skipped 3 items, mostly Money, Sports."
+    )
+    # One click kept: the skips after it (older) are dropped with it.
+    assert text.render_history("User P.", events, 1) == (
+        "User P. History: watched A [Sports] (rated 5/5); skipped 2 items, mostly Money, Sports."
+    )
+
+    def n_words(s):
+        return len(s.split())
+
+    cut = text.render_history_within("User P.", events, n_words, n_words(full) - 1)
+    assert n_words(cut) < n_words(full) and cut.startswith("User P. History: watched A")
+    assert text.render_history_within("User P.", events, n_words, 1) == "User P. History: none yet."
+    assert text.render_history("User P.", []) == "User P. History: none yet."
+
+
+def test_item_bias_of_loaded_encoder(lora_dir):
+    from recsim_llm.lm.store import load_encoder
+
+    enc = load_encoder(lora_dir)
+    v = enc.encode_items(["The galaxy story. Genres: Science & Tech.", "Soup. Genres: Food."])
+    bias = enc.item_bias(v)
+    w = enc.model.item_bias.weight.detach().numpy().reshape(-1)
+    np.testing.assert_allclose(bias, v @ w + float(enc.model.item_bias.bias.detach()), rtol=1e-5)
+    assert bias.shape == (2,) and enc.config["item_bias"] is True
+    enc.config["item_bias"] = False  # an encoder saved before the item bias existed
+    assert np.all(enc.item_bias(v) == 0.0)
+    with pytest.raises(ValueError, match="item_vectors"):
+        enc.item_bias(v[:, :3])

@@ -273,7 +273,9 @@ class Trainer:
         pos = py > 0
         if cfg.softmax_weight > 0 and pos.sum() >= 1 and items.size >= 2:
             # Each click against every item shown in the batch (other users' clicks and skips).
-            logits = model.softmax_scale.exp() * u[u_idx[pos]] @ v.T + model.bias_of(v)
+            # The cosine only: the item prior is the BCE's item bias, so the softmax (whose
+            # negatives are mostly popular items, corrected by logQ) teaches taste.
+            logits = model.softmax_scale.exp() * u[u_idx[pos]] @ v.T
             if cfg.logq:
                 logits = logits - torch.from_numpy(self.log_q[items])
             loss = loss + cfg.softmax_weight * F.cross_entropy(logits, v_idx[pos])
@@ -398,7 +400,33 @@ class Trainer:
                 for n, p in model.named_parameters()
                 if p.requires_grad and n.startswith(("backbone.", "pair_head."))
             ]
-        optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The small heads (scales, biases, position offsets) learn at 10x the LM's rate: at the
+        # LM's rate they barely move in the few hundred steps a CPU run affords.
+        small = {"logit_scale", "logit_bias", "softmax_scale", "position_bias"}
+        fast_names = {
+            n for n, _ in model.named_parameters() if n in small or n.startswith("item_bias.")
+        }
+        chosen = {id(p) for p in params}
+        groups = [
+            {
+                "params": [
+                    p
+                    for n, p in model.named_parameters()
+                    if id(p) in chosen and n not in fast_names
+                ],
+                "lr": cfg.lr,
+            },
+            {
+                "params": [
+                    p for n, p in model.named_parameters() if id(p) in chosen and n in fast_names
+                ],
+                "lr": 10 * cfg.lr,
+                "weight_decay": 0.0,
+            },
+        ]
+        optimiser = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         history = [{"epoch": 0, "step": 0, "train_loss": float("nan"), **self.validate()}]
         self._log(history[-1])
         key = "val_row_auc" if cfg.objective == "two-tower" else "val_auc"
@@ -539,15 +567,20 @@ class Trainer:
             ).items()
         }
         head = model.fast
-        optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
-        with torch.no_grad():
-            scale = model.logit_scale.exp()
-            emb = t["emb"]
-            item_b = model.bias_of(emb)
-            slate_v = emb[t["slates"]]
-            slate_b = item_b[t["slates"]] + model.logit_bias
-            n_pos = slates.shape[1]
-            slate_b = slate_b + model.position_bias[: min(n_pos, MAX_POSITIONS)].reshape(1, -1)
+        # The item bias, position offsets and constant are refit with the fast head on every
+        # training row (cheap on cached embeddings); the exact tower's scores use them too.
+        refit = [
+            *head.parameters(),
+            *model.item_bias.parameters(),
+            model.position_bias,
+            model.logit_bias,
+        ]
+        optimiser = torch.optim.Adam(refit, lr=1e-2)
+        scale = model.logit_scale.detach().exp()
+        emb = t["emb"]
+        slate_v = emb[t["slates"]]
+        n_pos = min(slates.shape[1], MAX_POSITIONS)
+        positions = torch.arange(slates.shape[1]).clamp(max=n_pos - 1)
         bar = self._bar(cfg.fast_epochs, "fast head")
         n_batch = 512  # rows per step of the click objective (and 256 distillation rows)
         for _ in range(cfg.fast_epochs):
@@ -559,7 +592,10 @@ class Trainer:
                 t["ages"][order],
                 t["mask"][order],
             )
-            logit = scale * (state[:, None, :] * slate_v[order]).sum(-1) + slate_b[order]
+            slate_b = (
+                model.bias_of(slate_v[order]) + model.logit_bias + model.position_bias[positions]
+            )
+            logit = scale * (state[:, None, :] * slate_v[order]).sum(-1) + slate_b
             bce = F.binary_cross_entropy_with_logits(logit, t["y"][order], weight=t["ok"][order])
             loss = bce
             if cfg.fast_distil > 0:
