@@ -89,7 +89,11 @@ class SlateSimulator:
         )
         self._encoded = np.zeros(self.catalog.n_total, dtype=bool)
         self.log = InteractionLog(
-            self.n_users, config.history_length, config.slate_size, self.catalog.n_total
+            self.n_users,
+            config.history_length,
+            config.slate_size,
+            self.catalog.n_total,
+            self.catalog.genres,
         )
         self.states = np.zeros((self.n_users, self.encoder.user_dim), dtype=np.float32)
         self.candidates = np.zeros((self.n_users, config.n_candidates), dtype=np.int64)
@@ -110,7 +114,11 @@ class SlateSimulator:
         """Fresh world clock, empty log, new users in every slot; returns observations."""
         self.world.clock = 0
         self.log = InteractionLog(
-            self.n_users, self.config.history_length, self.config.slate_size, self.catalog.n_total
+            self.n_users,
+            self.config.history_length,
+            self.config.slate_size,
+            self.catalog.n_total,
+            self.catalog.genres,
         )
         self._encode_arrivals()
         self.reset_users(np.arange(self.n_users), rng)

@@ -146,4 +146,4 @@ class SlateEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        return self.sim.log.history_text(0, self.sim.titles, max_events=12)
+        return self.sim.log.history_text(0, self.sim.titles, max_clicks=12)

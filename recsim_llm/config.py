@@ -132,7 +132,7 @@ class ChoiceConfig:
     model: str = "mnl"
     """Choice model: 'mnl' (multinomial logit with a no-click option), 'cascade', or another name
     registered with ``recsim_llm.world.register_choice_model``."""
-    match_weight: float = 2.0
+    match_weight: float = 4.0
     """Utility per unit of interest match (cosine of interest and item latent vector)."""
     appeal_weight: float = 3.0
     """Utility per unit of appeal (clickbait level)."""

@@ -22,9 +22,22 @@ class InteractionLog:
         history_length: steps kept per user.
         slate_size: items per shown slate.
         n_items: total item ids (for popularity counts).
+        item_genres: each item's observable genre labels, named in history texts (None: none).
     """
 
-    def __init__(self, n_users: int, history_length: int, slate_size: int, n_items: int) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        history_length: int,
+        slate_size: int,
+        n_items: int,
+        item_genres: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        if item_genres is not None and len(item_genres) != n_items:
+            raise ValueError(
+                f"item_genres must have one entry per item ({n_items}), got {len(item_genres)}"
+            )
+        self.item_genres = item_genres
         self.n_users = n_users
         self.history_length = history_length
         self.slate_size = slate_size
@@ -84,26 +97,33 @@ class InteractionLog:
         last = int(self.count[row]) - 1
         return [(last - i) % self.history_length for i in range(n)]
 
-    def events(self, row: int, titles: Sequence[str]) -> list[str]:
-        """A user's history as event phrases, most recent first (clicks before skips per step)."""
-        phrases: list[str] = []
+    def events(self, row: int, titles: Sequence[str]) -> list[text.Event]:
+        """A user's history as ``text.Event`` tuples, most recent first (clicks before skips)."""
+        genres = self.item_genres
+        out: list[text.Event] = []
         for slot in self.recent_steps(row):
             pos = int(self.click_pos[row, slot])
             items = self.slates[row, slot].tolist()
             if pos >= 0:
-                phrases.append(
-                    text.event_text(titles[items[pos]], True, float(self.rating[row, slot]))
+                item = items[pos]
+                out.append(
+                    (
+                        titles[item],
+                        genres[item] if genres else (),
+                        True,
+                        float(self.rating[row, slot]),
+                    )
                 )
-            phrases.extend(
-                text.event_text(titles[item], False, None)
+            out.extend(
+                (titles[item], genres[item] if genres else (), False, None)
                 for j, item in enumerate(items)
                 if j != pos
             )
-        return phrases
+        return out
 
-    def history_text(self, row: int, titles: Sequence[str], max_events: int | None = None) -> str:
-        """The observable history of user ``row`` as text (profile first)."""
-        events = self.events(row, titles)
-        if max_events is not None:
-            events = events[:max_events]
-        return text.history_text(self.profiles[row], events)
+    def history_text(self, row: int, titles: Sequence[str], max_clicks: int | None = None) -> str:
+        """The observable history of user ``row`` as text (``text.render_history``).
+
+        ``max_clicks`` keeps only the most recent clicked items (and the skips they span).
+        """
+        return text.render_history(self.profiles[row], self.events(row, titles), max_clicks)

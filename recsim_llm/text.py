@@ -366,30 +366,108 @@ def profile_text(age_band: str, occupation: str, taste: str) -> str:
     return f"User aged {age_band}, works as {occupation}. Says: {taste}"
 
 
-def event_text(title: str, clicked: bool, rating: float | None) -> str:
-    """One shown item in a history: title with the observed feedback."""
+Event = tuple[str, Sequence[str], bool, "float | None"]
+"""One shown item of a history: (title, genres, clicked, rating or None)."""
+
+SKIP_GENRES = 2
+"""Genres named in the skip summary (the most skipped ones)."""
+
+
+def event_text(title: str, clicked: bool, rating: float | None, genres: Sequence[str] = ()) -> str:
+    """One clicked item in a history: title, genres and the observed feedback.
+
+    Skipped items are not written one by one (see ``skip_summary``); ``clicked=False`` still
+    renders a single skip, for callers that want it.
+    """
+    label = f"{title} [{', '.join(genres)}]" if genres else title
     if not clicked:
-        return f"skipped {title}"
+        return f"skipped {label}"
     if rating is None:
-        return f"clicked {title}"
-    return f"watched {title} (rated {int(rating)}/5)"
+        return f"clicked {label}"
+    return f"watched {label} (rated {int(rating)}/5)"
+
+
+def skip_summary(n_skipped: int, genres: Sequence[Sequence[str]]) -> str:
+    """One phrase for all skipped items: how many, and the genres skipped most.
+
+    ``genres`` holds each skipped item's genres; ties in counts go to the genre seen first.
+    """
+    if n_skipped <= 0:
+        return ""
+    counts: dict[str, int] = {}
+    for item_genres in genres:
+        for g in item_genres:
+            counts[g] = counts.get(g, 0) + 1
+    top = sorted(counts, key=lambda g: -counts[g])[:SKIP_GENRES]  # sorted() is stable
+    noun = "item" if n_skipped == 1 else "items"
+    return f"skipped {n_skipped} {noun}" + (f", mostly {', '.join(top)}" if top else "")
 
 
 def history_text(profile: str, events: Sequence[str]) -> str:
-    """A user's observable history, most recent event first, after the profile."""
+    """A profile followed by history phrases (already rendered), most recent first."""
     if not events:
         return f"{profile} History: none yet."
     return f"{profile} History: " + "; ".join(events) + "."
 
 
+def history_phrases(events: Sequence[Event], n_clicks: int | None = None) -> list[str]:
+    """Phrases of a structured history (most recent first): every click, then one skip summary.
+
+    Clicks and ratings are what carry taste, so each keeps its own phrase (title, genres,
+    rating); skips are many (four per slate) and individually weak, so they share one phrase.
+    ``n_clicks`` keeps only the most recent clicks; the skip summary then covers the skips of
+    the steps those clicks span (all skips when every click is kept).
+    """
+    clicks = [i for i, e in enumerate(events) if e[2]]
+    end = len(events)
+    if n_clicks is not None and n_clicks < len(clicks):
+        # Events are most recent first: cut just before the first dropped click.
+        end = clicks[n_clicks] if n_clicks >= 0 else 0
+    kept = events[:end]
+    phrases = [event_text(t, True, r, g) for t, g, c, r in kept if c]
+    skipped = [g for _, g, c, _ in kept if not c]
+    summary = skip_summary(len(skipped), skipped)
+    return phrases + ([summary] if summary else [])
+
+
+def render_history(profile: str, events: Sequence[Event], n_clicks: int | None = None) -> str:
+    """The observable history as text: profile, clicks (most recent first), skip summary.
+
+    The one renderer of history texts: the env's log, the training logs and MovieLens all call
+    it (directly or through ``render_history_within``).
+    """
+    return history_text(profile, history_phrases(events, n_clicks))
+
+
+def render_history_within(
+    profile: str, events: Sequence[Event], n_tokens: Callable[[str], int], budget: int
+) -> str:
+    """``render_history`` keeping the most recent clicks whose text fits ``budget`` tokens.
+
+    ``n_tokens`` counts the tokens of a text (a tokenizer's length). Whole clicks are dropped
+    from the oldest end (with the skips of the steps they span); the profile is always kept.
+    """
+    full = render_history(profile, events)
+    if n_tokens(full) <= budget:
+        return full
+    n = sum(1 for e in events if e[2])
+    low, high = 0, n  # the largest fitting click count lies in [low, high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if n_tokens(render_history(profile, events, mid)) <= budget:
+            low = mid
+        else:
+            high = mid
+    out = render_history(profile, events, low)
+    if low == 0 and n_tokens(out) > budget:
+        return history_text(profile, [])
+    return out
+
+
 def history_text_within(
     profile: str, events: Sequence[str], n_tokens: Callable[[str], int], budget: int
 ) -> str:
-    """``history_text`` keeping the most recent events whose text fits ``budget`` tokens.
-
-    ``n_tokens`` counts the tokens of a text (a tokenizer's length). Whole events are dropped
-    from the oldest end; the profile is always kept (it may alone exceed the budget).
-    """
+    """``history_text`` of rendered phrases, dropping whole phrases from the oldest end."""
     if n_tokens(history_text(profile, events)) <= budget:
         return history_text(profile, events)
     low, high = 0, len(events)  # the longest fitting prefix lies in [low, high)
@@ -400,6 +478,22 @@ def history_text_within(
         else:
             high = mid
     return history_text(profile, events[:low])
+
+
+def movie_description(year: int, genres: Sequence[str]) -> str:
+    """A MovieLens movie's description from its year and genres (its only metadata)."""
+    names = [g.lower() if g not in ("Sci-Fi", "Film-Noir") else g for g in genres if g != "unknown"]
+    when = f"Released in {year}." if year > 0 else "Release year unknown."
+    if not names:
+        return f"{when} A film."
+    kinds = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    article = "An" if kinds[0].lower() in "aeiou" else "A"
+    return f"{when} {article} {kinds} film."
+
+
+def movie_genres(genres: Sequence[str]) -> tuple[str, ...]:
+    """A MovieLens movie's genre labels as items carry them ('unknown' when it has none)."""
+    return tuple(genres) or ("unknown",)
 
 
 def demographic_profile_text(age: int, gender: str, occupation: str) -> str:

@@ -367,3 +367,32 @@ def test_real_fit_matches_training_behaviour(real: calib.Calibration) -> None:
     # New movies (rated only in the held-out period) exist and arrive during a run.
     assert (~real.fit.known_item).sum() > 10
     assert real.world_config.dynamics.churn_base + real.world_config.dynamics.churn_max <= 1.0
+
+
+def test_movielens_logs_and_env_render_the_same_texts(fixture_dir: Path, tmp_path: Path) -> None:
+    """Profiles, item texts and histories of MovieLens logs are the MovieLens env's own texts."""
+    from recsim_llm import text
+    from recsim_llm.lm.logs import Histories, load_logs, write_movielens_logs
+
+    cal = calibrate(fixture_dir, FAST)
+    data = load_logs(write_movielens_logs(fixture_dir, tmp_path / "logs", n_candidates=5))
+    env_texts = cal.catalog.texts()
+    for item, movie in enumerate(cal.movie_of_item.tolist()):
+        assert data.item_texts[movie] == env_texts[item]
+        assert data.item_genres[movie] == cal.catalog.genres[item]
+    for row in range(0, data.n_rows, 11):
+        assert data.profiles[row] == cal.profiles[int(data.user[row])]
+    # The env's log renders a user's events with the same function the logs used.
+    env = MovieLensEnv(data_dir=fixture_dir, config=SMALL_ENV, calibration=FAST)
+    env.reset(seed=0)
+    for _ in range(6):
+        env.step(env.action_space.sample())
+    log, titles = env.unwrapped.sim.log, env.unwrapped.sim.titles
+    assert log.history_text(0, titles) == text.render_history(
+        log.profiles[0], log.events(0, titles)
+    )
+    assert log.profiles[0] in cal.profiles
+    hist = Histories(data, max_steps=data.meta["history_events"])
+    rows = np.flatnonzero(data.t >= 3)[:20]
+    for row in rows.tolist():
+        assert hist.text(row) == data.history_text[row]

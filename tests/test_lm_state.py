@@ -173,7 +173,9 @@ def test_shipped_encoder_matches_default_world():
     readme = (SHIPPED_ENCODER.parent / "README.md").read_text()
     assert "recsim-llm finetune" in readme
     metrics = json.loads((SHIPPED_ENCODER / "metrics.json").read_text())
-    assert metrics["history"][-1]["val_auc"] > metrics["history"][0]["val_auc"]
+    # Early stopping keeps the best per-row validation AUC: better than the un-tuned model.
+    history = metrics["history"]
+    assert max(h["val_row_auc"] for h in history[1:]) > history[0]["val_row_auc"]
     bundle = _Bundle(SHIPPED_ENCODER, n_threads=1)  # fresh: nothing loaded yet
     catalog = generate_catalog(WorldConfig().catalog)
     emb = bundle.item_embeddings(catalog.texts())  # all cached: no LM load

@@ -15,8 +15,8 @@ import numpy as np
 from recsim_llm.config import EnvConfig, WorldConfig
 from recsim_llm.scenarios import scenario_config
 
-WORLD_HASH = "db256533ec2e0ae07861525d0d0ac4c39a35f8da4e0160628d1452eb0a190461"
-ENV_HASH = "6a0bb50394cce677f30ad2f5bfac6462b85d7d177c784daf085f541c1edd2f23"
+WORLD_HASH = "a5668c0c0f2ae7b503204c9cffed24105f040e20f42d5ea86dd4ae3f7235f7a8"
+ENV_HASH = "e8ac81577607f9474bfb0e0c89513a2f8474dcb9081be03799aa94181abf4827"
 
 
 def world_rollout_digest(config: WorldConfig, n_users: int = 64, steps: int = 120) -> str:

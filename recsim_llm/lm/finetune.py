@@ -3,16 +3,22 @@
 Objectives:
 
 * ``two-tower`` (default): user tower (history text) and item tower (item text) share the LM and
-  a projection; the loss is in-batch softmax over the batch's positive items plus binary
-  cross-entropy of a scaled cosine on (user, shown item, response). It is what makes per-step env
-  states cheap: item embeddings are computed once, and a ``FastHead`` (fit afterwards by
-  distillation onto the exact user tower plus the same BCE) updates users from cached item
-  embeddings.
+  a projection. The click logit is ``s * cos(u, v) + b(v) + c + pos[j]``: an item bias ``b`` (a
+  linear head on the item embedding) carries the item prior (appeal), so the cosine is free to
+  carry taste; ``pos[j]`` absorbs the click propensity of slate position ``j`` (training only).
+  The loss is binary cross-entropy on every shown item of the row plus an in-batch softmax of
+  each click against the batch's shown items (clicked elsewhere or skipped: mixed negatives),
+  with its own temperature and a logQ correction (the log share of training impressions of each
+  item, subtracted so that often-shown items are not pushed down just for being in every batch).
+  A ``FastHead`` (fit afterwards on the same click objective over every training row, plus a
+  small distillation term onto the exact user tower) updates users from cached item embeddings:
+  it is the env's ``lm-fast`` state.
 * ``pointwise``: a cross-encoder on the (history text, item text) pair with BCE (a stronger
   scorer, no per-user state; not usable as an env encoder).
 
-Training uses AdamW, a validation split for early stopping (on validation loss), a tqdm bar and
-per-epoch metrics. Splits are by user or by time; test rows are never read during training.
+Training uses AdamW, a validation split for early stopping (on the validation rows' per-row
+AUC, checked every ``val_every`` steps and at each epoch end), tqdm bars and progress lines
+throughout (training, validation, fast head, caches). Splits are by user or by time; test rows are never read during training.
 """
 
 from __future__ import annotations
@@ -53,25 +59,32 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     dropout: float = 0.1
     patience: int = 1
-    """Epochs without validation-loss improvement before stopping."""
+    """Validations without a per-row validation AUC improvement before stopping."""
+    val_every: int = 0
+    """Validate every this many optimiser steps as well as at each epoch end (0 = epoch ends)."""
+    softmax_weight: float = 1.0
+    """Weight of the in-batch softmax loss beside the click BCE (0 = BCE only)."""
+    logq: bool = True
+    """Subtract the log impression share of each item from the in-batch softmax logits."""
     split: str = "user"
     """'user' or 'time'."""
     val_fraction: float = 0.1
     test_fraction: float = 0.2
-    cold_item_fraction: float = 0.3
-    """Share of item ids held out of training (the cold items of ``encoder-eval``): 0.3 gives
-    the cold-item segment >= 200 rankings on the default log size (256 users x 40 steps)."""
-    max_train_rows: int = 2000
+    cold_item_fraction: float = 0.1
+    max_train_rows: int = 0
     """Training rows used (a seeded subsample; 0 = all)."""
-    max_val_rows: int = 200
+    max_val_rows: int = 400
     user_max_length: int = 128
     """Token budget of a history text (most recent events kept)."""
     item_max_length: int = 64
     history_steps: int = 20
     """Steps of history rendered (the env's history_length)."""
     fast_rows: int = 800
-    """Training rows used to fit the fast head by distillation (0 = skip)."""
+    """Training rows whose exact user state the fast head is distilled onto (0 = skip the
+    fast head). Its click objective uses every training row."""
     fast_epochs: int = 300
+    fast_distil: float = 0.1
+    """Weight of the distillation term (1 - cosine to the exact tower) in the fast head's loss."""
     seed: int = 0
     threads: int = 2
     """torch CPU threads (0 = torch default)."""
@@ -80,6 +93,10 @@ class FinetuneConfig:
     init_from: str = ""
     """Encoder directory to start from (its adapter or weights, heads, tokenizer; checked by
     ``recsim_llm.lm.transfer.check_init_from``); '' = the pretrained backbone."""
+    item_refresh: int = 50
+    """Two-tower: the item side reads the backbone's pooled item outputs computed without
+    gradients, refreshed every this many optimiser steps (the LM's cost per step is then the
+    user histories only); the projection and item bias still learn from both sides."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("two-tower", "pointwise"):
@@ -107,6 +124,8 @@ class FinetuneConfig:
             ("threads", 0),
             ("proj_dim", 0),
             ("max_steps", 0),
+            ("val_every", 0),
+            ("item_refresh", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -116,6 +135,8 @@ class FinetuneConfig:
             ("weight_decay", 0.0, 10.0),
             ("dropout", 0.0, 0.9),
             ("lora_dropout", 0.0, 0.9),
+            ("softmax_weight", 0.0, 100.0),
+            ("fast_distil", 0.0, 100.0),
         ):
             value = getattr(self, name)
             if (
@@ -126,6 +147,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be in [{low}, {high}] (lr > 0), got {value!r}")
         if not isinstance(self.init_from, str):
             raise ValueError(f"init_from must be a directory path (str), got {self.init_from!r}")
+        if not isinstance(self.logq, bool):
+            raise ValueError(f"logq must be True or False, got {self.logq!r}")
 
 
 @dataclass
@@ -136,6 +159,12 @@ class TrainingSet:
     split: Split
     y: np.ndarray
     user_text: dict[int, str] = field(default_factory=dict)
+
+
+def row_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Mean over rows (with both classes) of the AUC within the row; NaN when no row qualifies."""
+    values = [auc(s, t) for s, t in zip(scores, y, strict=True) if 0 < t.sum() < t.size]
+    return float(np.mean(values)) if values else float("nan")
 
 
 class Trainer:
@@ -179,6 +208,7 @@ class Trainer:
         self.cold = np.zeros(data.n_items, dtype=bool)
         self.cold[self.split.cold_items] = True
         rows = self.split.train[~self.cold[data.slates[self.split.train]].all(axis=1)]
+        self.all_train_rows = rows
         if config.max_train_rows and rows.size > config.max_train_rows:
             rows = np.sort(self.rng.choice(rows, config.max_train_rows, replace=False))
         self.train_rows = rows
@@ -188,8 +218,15 @@ class Trainer:
         self.val_rows = val
         self.val_hist = Histories(data, config.history_steps)
         self._user_text: dict[tuple[int, bool], str] = {}
-        # Per training row: one positive (if any, not cold) and one sampled skipped item.
+        # logQ: each item's share of the training impressions. In-batch negatives are the
+        # batch's shown items, drawn about in proportion to it (the behaviour policy favours
+        # high-utility, often clickbait items).
+        shown = np.bincount(
+            data.slates[self.all_train_rows].ravel(), minlength=data.n_items
+        ).astype(np.float64)
+        self.log_q = np.log((shown + 1.0) / (shown.sum() + data.n_items)).astype(np.float32)
         self.n_tokens = lambda s: len(self.tokenizer(s)["input_ids"])
+        self._pooled: np.ndarray | None = None
 
     # -- data ------------------------------------------------------------------------------------
     def user_text(self, row: int, train: bool) -> str:
@@ -199,23 +236,16 @@ class Trainer:
             self._user_text[key] = hist.text(int(row), self.n_tokens, self.config.user_max_length)
         return self._user_text[key]
 
-    def pairs(self, rows: np.ndarray, train: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row index, item, label) of one positive (when there is one) and one negative per row."""
-        out_r, out_i, out_y = [], [], []
-        for r in rows.tolist():
-            slate, y = self.data.slates[r], self.y[r]
-            ok = ~self.cold[slate] if train else np.ones(slate.size, dtype=bool)
-            pos = np.flatnonzero((y > 0) & ok)
-            neg = np.flatnonzero((y == 0) & ok)
-            if pos.size:
-                out_r.append(r), out_i.append(int(slate[pos[0]])), out_y.append(1.0)
-            if neg.size:
-                j = int(neg[self.rng.integers(neg.size)]) if train else int(neg[0])
-                out_r.append(r), out_i.append(int(slate[j])), out_y.append(0.0)
+    def pairs(self, rows: np.ndarray, train: bool) -> tuple[np.ndarray, ...]:
+        """(row, item, label, position) of every shown item of ``rows`` (not cold, training)."""
+        slates = self.data.slates[rows]
+        keep = ~self.cold[slates] if train else np.ones(slates.shape, dtype=bool)
+        r_idx, pos = np.nonzero(keep)
         return (
-            np.array(out_r, dtype=np.int64),
-            np.array(out_i, dtype=np.int64),
-            np.array(out_y, dtype=np.float32),
+            rows[r_idx].astype(np.int64),
+            slates[r_idx, pos].astype(np.int64),
+            self.y[rows][r_idx, pos].astype(np.float32),
+            pos.astype(np.int64),
         )
 
     # -- losses ------------------------------------------------------------------------------------
@@ -223,10 +253,10 @@ class Trainer:
         import torch
         from torch.nn import functional as F
 
-        from recsim_llm.lm.model import tokenize
+        from recsim_llm.lm.model import MAX_POSITIONS, tokenize
 
         cfg, model, tok = self.config, self.model, self.tokenizer
-        pr, pi, py = self.pairs(rows, train)
+        pr, pi, py, pp = self.pairs(rows, train)
         if pr.size == 0:
             return None
         target = torch.from_numpy(py)
@@ -243,23 +273,28 @@ class Trainer:
         u = model.embed(
             tokenize(tok, [self.user_text(r, train) for r in users.tolist()], cfg.user_max_length)
         )
-        v = model.embed(
-            tokenize(tok, [self.data.item_texts[i] for i in items.tolist()], cfg.item_max_length)
-        )
+        v = model.project(self.item_pooled(items))
         u_idx = torch.from_numpy(np.searchsorted(users, pr))
         v_idx = torch.from_numpy(np.searchsorted(items, pi))
-        loss = F.binary_cross_entropy_with_logits(model.dot_logit(u[u_idx], v[v_idx]), target)
+        position = model.position_bias[torch.from_numpy(np.minimum(pp, MAX_POSITIONS - 1))]
+        logit = model.dot_logit(u[u_idx], v[v_idx]) + position
+        loss = F.binary_cross_entropy_with_logits(logit, target)
         pos = py > 0
-        if pos.sum() >= 2:
-            logits = model.logit_scale.exp() * u[u_idx[pos]] @ v.T
-            loss = loss + F.cross_entropy(logits, v_idx[pos])
+        if cfg.softmax_weight > 0 and pos.sum() >= 1 and items.size >= 2:
+            # Each click against every item shown in the batch (other users' clicks and skips).
+            # The cosine only: the item prior is the BCE's item bias, so the softmax (whose
+            # negatives are mostly popular items, corrected by logQ) teaches taste.
+            logits = model.softmax_scale.exp() * u[u_idx[pos]] @ v.T
+            if cfg.logq:
+                logits = logits - torch.from_numpy(self.log_q[items])
+            loss = loss + cfg.softmax_weight * F.cross_entropy(logits, v_idx[pos])
         return loss
 
     def score_slates(self, rows: np.ndarray, train: bool = False) -> np.ndarray:
-        """(len(rows), slate_size) response scores of shown items (eval mode)."""
+        """(len(rows), slate_size) position-free response scores of shown items (eval mode)."""
         import torch
 
-        from recsim_llm.lm.model import encode_texts, tokenize
+        from recsim_llm.lm.model import tokenize
 
         cfg, model = self.config, self.model
         slates = self.data.slates[rows]
@@ -276,36 +311,84 @@ class Trainer:
                     )
                     out[i] = model.pair_logit(batch).numpy()
             return out
-        u = encode_texts(
-            model,
-            self.tokenizer,
-            [self.user_text(r, train) for r in rows.tolist()],
-            cfg.user_max_length,
-            32,
-        )
-        items = np.unique(slates)
-        v = encode_texts(
-            model,
-            self.tokenizer,
-            [self.data.item_texts[i] for i in items.tolist()],
-            cfg.item_max_length,
-        )
-        return np.einsum("nd,nkd->nk", u, v[np.searchsorted(items, slates)])
+        u = self.encode_users([self.user_text(r, train) for r in rows.tolist()], "validation")
+        import torch
+
+        self.refresh_items()  # the current weights, for these scores and the next steps
+        with torch.inference_mode():
+            was_training = model.training
+            model.eval()
+            v = model.project(torch.from_numpy(self._pooled)).numpy()
+            model.train(was_training)
+        scale, bias = self.head_numpy()
+        vv = v[slates]
+        return scale * np.einsum("nd,nkd->nk", u, vv) + vv @ bias[0] + bias[1]
+
+    def item_pooled(self, items: np.ndarray) -> Any:
+        """Pooled backbone outputs of ``items`` (no gradient), from the refreshed cache."""
+        import torch
+
+        if self._pooled is None:
+            self.refresh_items()
+        return torch.from_numpy(self._pooled[items])
+
+    def refresh_items(self) -> None:
+        """Recompute the pooled backbone outputs of every item with the current weights."""
+        import torch
+
+        from recsim_llm.lm.model import tokenize
+
+        model, texts = self.model, self.data.item_texts
+        was_training = model.training
+        model.eval()
+        out = np.zeros((len(texts), model.hidden), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(texts), 64):
+                idx = order[start : start + 64]
+                batch = tokenize(
+                    self.tokenizer, [texts[i] for i in idx], self.config.item_max_length
+                )
+                out[idx] = model.pooled(batch).float().numpy()
+        model.train(was_training)
+        self._pooled = out
+
+    def head_numpy(self) -> tuple[float, tuple[np.ndarray, float]]:
+        """(click scale, (item-bias weight, item-bias constant)) as NumPy."""
+        m = self.model
+        w = m.item_bias.weight.detach().numpy().reshape(-1).astype(np.float32)
+        return float(m.logit_scale.detach().exp()), (w, float(m.item_bias.bias.detach()))
 
     def validate(self) -> dict[str, float]:
         import torch
 
         self.model.eval()
-        losses = []
-        with torch.inference_mode():
-            for start in range(0, self.val_rows.size, self.config.batch_size):
-                loss = self.batch_loss(self.val_rows[start : start + self.config.batch_size], False)
-                if loss is not None:
-                    losses.append(loss.item())
+        if self.progress:
+            print(f"validating on {self.val_rows.size} rows ...", flush=True)
         scores = self.score_slates(self.val_rows)
+        y = self.y[self.val_rows]
+        if self.config.objective == "two-tower":
+            # The click BCE of the position-free logits (the scores plus the constant).
+            logit = torch.from_numpy(
+                (scores + float(self.model.logit_bias.detach())).astype(np.float32)
+            )
+            losses = [
+                torch.nn.functional.binary_cross_entropy_with_logits(
+                    logit, torch.from_numpy(y)
+                ).item()
+            ]
+        else:
+            losses = []
+            with torch.inference_mode():
+                for start in range(0, self.val_rows.size, self.config.batch_size):
+                    batch = self.val_rows[start : start + self.config.batch_size]
+                    loss = self.batch_loss(batch, False)
+                    if loss is not None:
+                        losses.append(loss.item())
         return {
             "val_loss": float(np.mean(losses)) if losses else float("nan"),
-            "val_auc": auc(scores, self.y[self.val_rows]),
+            "val_auc": auc(scores, y),
+            "val_row_auc": row_auc(scores, y),
         }
 
     # -- training ----------------------------------------------------------------------------------
@@ -326,17 +409,49 @@ class Trainer:
                 for n, p in model.named_parameters()
                 if p.requires_grad and n.startswith(("backbone.", "pair_head."))
             ]
-        optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        history = [{"epoch": 0, "train_loss": float("nan"), **self.validate(), "seconds": 0.0}]
+        # The small heads (scales, biases, position offsets) learn at 10x the LM's rate: at the
+        # LM's rate they barely move in the few hundred steps a CPU run affords.
+        small = {"logit_scale", "logit_bias", "softmax_scale", "position_bias"}
+        fast_names = {
+            n for n, _ in model.named_parameters() if n in small or n.startswith("item_bias.")
+        }
+        chosen = {id(p) for p in params}
+        groups = [
+            {
+                "params": [
+                    p
+                    for n, p in model.named_parameters()
+                    if id(p) in chosen and n not in fast_names
+                ],
+                "lr": cfg.lr,
+            },
+            {
+                "params": [
+                    p for n, p in model.named_parameters() if id(p) in chosen and n in fast_names
+                ],
+                "lr": 10 * cfg.lr,
+                "weight_decay": 0.0,
+            },
+        ]
+        optimiser = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        history = [{"epoch": 0, "step": 0, "train_loss": float("nan"), **self.validate()}]
         self._log(history[-1])
-        best = (history[-1]["val_loss"], self._snapshot())
-        bad_epochs, steps = 0, 0
+        key = "val_row_auc" if cfg.objective == "two-tower" else "val_auc"
+
+        def score(record: dict[str, Any]) -> float:
+            value = record[key]
+            return -np.inf if not np.isfinite(value) else value
+
+        best = (score(history[-1]), self._snapshot())
+        bad, steps, stop = 0, 0, False
         n_batches = math.ceil(self.train_rows.size / cfg.batch_size)
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             start = time.perf_counter()
             order = self.rng.permutation(self.train_rows)
-            losses = []
+            losses: list[float] = []
             bar = self._bar(n_batches, f"epoch {epoch}/{cfg.epochs}")
             for b in range(n_batches):
                 loss = self.batch_loss(order[b * cfg.batch_size : (b + 1) * cfg.batch_size], True)
@@ -347,30 +462,35 @@ class Trainer:
                     optimiser.step()
                     losses.append(loss.item())
                     steps += 1
+                    if cfg.objective == "two-tower" and steps % cfg.item_refresh == 0:
+                        self.refresh_items()
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}" if losses else "-")
-                if cfg.max_steps and steps >= cfg.max_steps:
+                last = b == n_batches - 1 or bool(cfg.max_steps and steps >= cfg.max_steps)
+                if last or (cfg.val_every and steps and steps % cfg.val_every == 0):
+                    seconds = time.perf_counter() - start
+                    record = {
+                        "epoch": epoch,
+                        "step": steps,
+                        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                        **self.validate(),
+                        "seconds": seconds,
+                        "train_samples_per_s": len(losses) * cfg.batch_size / max(seconds, 1e-9),
+                    }
+                    model.train()
+                    history.append(record)
+                    self._log(record)
+                    if score(record) > best[0] + 1e-4:
+                        best, bad = (score(record), self._snapshot()), 0
+                    else:
+                        bad += 1
+                        stop = bad > cfg.patience
+                if last or stop:
                     break
             if bar is not None:
                 bar.close()
-            seconds = time.perf_counter() - start
-            record = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                **self.validate(),
-                "seconds": seconds,
-                "train_samples_per_s": len(losses) * cfg.batch_size / max(seconds, 1e-9),
-            }
-            history.append(record)
-            self._log(record)
-            if record["val_loss"] < best[0] - 1e-4:
-                best, bad_epochs = (record["val_loss"], self._snapshot()), 0
-            else:
-                bad_epochs += 1
-                if bad_epochs > cfg.patience:
-                    break
-            if cfg.max_steps and steps >= cfg.max_steps:
+            if stop or (cfg.max_steps and steps >= cfg.max_steps):
                 break
         model.load_state_dict(best[1], strict=False)
         model.eval()
@@ -398,58 +518,121 @@ class Trainer:
 
     # -- fast head ---------------------------------------------------------------------------------
     def fit_fast_head(self) -> dict[str, float]:
-        """Fit the fast user tower on training rows: distil the exact tower, plus BCE."""
+        """Fit the fast user tower: the click objective on every training row, plus distillation.
+
+        The fast head is the env's ``lm-fast`` state, so it is trained on what the state is for
+        (ranking a user's shown items: BCE of ``s * cos(u_fast, v) + b(v)``, position offsets as
+        in training) over all training rows; a small term (``fast_distil``) keeps it near the
+        exact user tower on ``fast_rows`` rows, so that fast and exact states stay comparable.
+        """
         import torch
         from torch.nn import functional as F
 
         from recsim_llm import text
+        from recsim_llm.lm.model import MAX_POSITIONS
 
         cfg, model = self.config, self.model
-        rows = self.train_rows
+        rows = self.all_train_rows
+        distil_rows = rows
         if rows.size > cfg.fast_rows:
-            rows = np.sort(self.rng.choice(rows, cfg.fast_rows, replace=False))
-        exact = self.encode_users([self.user_text(r, True) for r in rows.tolist()])
-        profiles = self.encode_users(
-            [text.history_text(self.data.profiles[r], []) for r in rows.tolist()]
+            distil_rows = np.sort(self.rng.choice(rows, cfg.fast_rows, replace=False))
+        if self.progress:
+            print(
+                f"fast head: encoding {distil_rows.size} histories (distillation), profiles and "
+                "items ...",
+                flush=True,
+            )
+        exact = self.encode_users(
+            [self.user_text(r, True) for r in distil_rows.tolist()], "fast head: histories"
         )
+        profile_of = [self.data.profiles[r] for r in rows.tolist()]
+        unique_profiles = sorted(set(profile_of))
+        p_emb = self.encode_users([text.history_text(p, []) for p in unique_profiles])
+        p_idx = {p: i for i, p in enumerate(unique_profiles)}
+        profiles = p_emb[[p_idx[p] for p in profile_of]]
         max_events = cfg.history_steps * self.data.slates.shape[1]
         items, types, ages, mask = self.train_hist.arrays(rows, max_events)
-        pr, pi, py = self.pairs(rows, True)
-        # Only the items these histories and pairs mention need the item tower.
-        used = np.unique(np.concatenate([items[mask], pi]))
+        slates = self.data.slates[rows]
+        used = np.unique(np.concatenate([items[mask], slates.ravel()]))
         item_emb = np.zeros((self.data.n_items, model.dim), dtype=np.float32)
         item_emb[used] = self.encode_items([self.data.item_texts[i] for i in used.tolist()])
-        local = np.searchsorted(rows, pr)
+        y = self.y[rows]
+        ok = ~self.cold[slates]
+        d_local = np.searchsorted(rows, distil_rows)
         t = {
-            k: torch.from_numpy(v)
+            k: torch.from_numpy(np.ascontiguousarray(v))
             for k, v in dict(
                 p=profiles,
-                e=item_emb[items],
+                items=items,
                 types=types,
                 ages=ages,
                 mask=mask,
                 exact=exact,
-                pi=item_emb[pi],
-                py=py,
-                local=local,
+                slates=slates,
+                y=y,
+                ok=ok.astype(np.float32),
+                d_local=d_local,
+                emb=item_emb,
             ).items()
         }
         head = model.fast
-        optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
-        scale, bias = model.logit_scale.detach().exp(), model.logit_bias.detach()
+        # The item bias, position offsets and constant are refit with the fast head on every
+        # training row (cheap on cached embeddings); the exact tower's scores use them too.
+        refit = [
+            *head.parameters(),
+            *model.item_bias.parameters(),
+            model.position_bias,
+            model.logit_bias,
+        ]
+        optimiser = torch.optim.Adam(refit, lr=1e-2)
+        scale = model.logit_scale.detach().exp()
+        emb = t["emb"]
+        slate_v = emb[t["slates"]]
+        n_pos = min(slates.shape[1], MAX_POSITIONS)
+        positions = torch.arange(slates.shape[1]).clamp(max=n_pos - 1)
+        bar = self._bar(cfg.fast_epochs, "fast head")
+        n_batch = 512  # rows per step of the click objective (and 256 distillation rows)
         for _ in range(cfg.fast_epochs):
-            state = head(t["p"], t["e"], t["types"], t["ages"], t["mask"])
-            distil = (1.0 - (state * t["exact"]).sum(-1)).mean()
-            logit = scale * (state[t["local"]] * t["pi"]).sum(-1) + bias
-            loss = distil + 0.1 * F.binary_cross_entropy_with_logits(logit, t["py"])
+            order = torch.from_numpy(self.rng.permutation(rows.size)[:n_batch])
+            state = head(
+                t["p"][order],
+                emb[t["items"][order]],
+                t["types"][order],
+                t["ages"][order],
+                t["mask"][order],
+            )
+            slate_b = (
+                model.bias_of(slate_v[order]) + model.logit_bias + model.position_bias[positions]
+            )
+            logit = scale * (state[:, None, :] * slate_v[order]).sum(-1) + slate_b
+            bce = F.binary_cross_entropy_with_logits(logit, t["y"][order], weight=t["ok"][order])
+            loss = bce
+            if cfg.fast_distil > 0:
+                pick = torch.from_numpy(self.rng.permutation(distil_rows.size)[:256])
+                dl = t["d_local"][pick]
+                d_state = head(
+                    t["p"][dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+                )
+                distil = (1.0 - (d_state * t["exact"][pick]).sum(-1)).mean()
+                loss = loss + cfg.fast_distil * distil
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(bce=f"{bce.item():.4f}")
+        if bar is not None:
+            bar.close()
         with torch.no_grad():
-            state = head(t["p"], t["e"], t["types"], t["ages"], t["mask"]).numpy()
+            dl = t["d_local"]
+            state = head(
+                t["p"][dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+            )
+            cos = float((state * t["exact"]).sum(-1).mean())
         return {
-            "fast_train_cosine": float((state * exact).sum(-1).mean()),
+            "fast_train_cosine": cos,
             "fast_rows": int(rows.size),
+            "fast_distil_rows": int(dl.numel()),
         }
 
     def encode_items(self, texts: list[str]) -> np.ndarray:
@@ -457,10 +640,17 @@ class Trainer:
 
         return encode_texts(self.model, self.tokenizer, texts, self.config.item_max_length)
 
-    def encode_users(self, texts: list[str]) -> np.ndarray:
+    def encode_users(self, texts: list[str], desc: str = "") -> np.ndarray:
         from recsim_llm.lm.model import encode_texts
 
-        return encode_texts(self.model, self.tokenizer, texts, self.config.user_max_length, 32)
+        return encode_texts(
+            self.model,
+            self.tokenizer,
+            texts,
+            self.config.user_max_length,
+            32,
+            progress=desc if self.progress else "",
+        )
 
 
 def encoder_config(trainer: Trainer) -> dict[str, Any]:
@@ -485,6 +675,7 @@ def encoder_config(trainer: Trainer) -> dict[str, Any]:
         "proj_dim": cfg.proj_dim,
         "dim": int(trainer.model.dim),
         "objective": cfg.objective,
+        "item_bias": cfg.objective == "two-tower",
         "label": cfg.label,
         "user_max_length": cfg.user_max_length,
         "item_max_length": cfg.item_max_length,
@@ -562,12 +753,18 @@ def finetune(
         metrics["evaluation"] = evaluate_trained(trainer, enc_config, max_rows=eval_rows)
     cache = None
     if cache_texts:
-        cache = build_cache(trainer.model, trainer.tokenizer, enc_config, cache_texts)
+        cache = build_cache(
+            trainer.model, trainer.tokenizer, enc_config, cache_texts, progress=progress
+        )
     return save_encoder(out_dir, trainer.model, trainer.tokenizer, enc_config, metrics, cache)
 
 
 def build_cache(
-    model: Any, tokenizer: Any, enc_config: dict[str, Any], texts: dict[str, list[str]]
+    model: Any,
+    tokenizer: Any,
+    enc_config: dict[str, Any],
+    texts: dict[str, list[str]],
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Text-hash-keyed embeddings of item texts and profile (cold-start history) texts."""
     from recsim_llm import text
@@ -578,7 +775,14 @@ def build_cache(
     items = sorted(set(texts.get("items", [])))
     if items:
         out["item_keys"] = np.array([text_key(t) for t in items], dtype=np.uint64)
-        out["item_emb"] = encode_texts(model, tokenizer, items, enc_config["item_max_length"], 128)
+        out["item_emb"] = encode_texts(
+            model,
+            tokenizer,
+            items,
+            enc_config["item_max_length"],
+            128,
+            progress=f"cache: {len(items)} item texts" if progress else "",
+        )
     profiles = sorted(set(texts.get("profiles", [])))
     if profiles:
         out["profile_keys"] = np.array([text_key(t) for t in profiles], dtype=np.uint64)
@@ -588,5 +792,6 @@ def build_cache(
             [text.history_text(p, []) for p in profiles],
             enc_config["user_max_length"],
             128,
+            progress=f"cache: {len(profiles)} profile texts" if progress else "",
         )
     return out

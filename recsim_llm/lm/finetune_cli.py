@@ -13,7 +13,7 @@ HELP = (
     "encoder into plain weights instead."
 )
 
-_SKIP = {"lora", "model_path"}
+_SKIP = {"lora", "model_path", "logq"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-path", default="", help="pretrained model directory (default: bundled MiniLM)"
     )
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    parser.add_argument(
+        "--no-logq",
+        action="store_true",
+        help="no logQ correction of the in-batch softmax (FinetuneConfig.logq=False)",
+    )
     parser.add_argument(
         "--eval", action="store_true", help="evaluate on the test split into metrics.json"
     )
@@ -83,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
     from recsim_llm.lm.finetune import FinetuneConfig as _C
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(_C) if f.name not in _SKIP}
-    config = FinetuneConfig(model_path=args.model_path, lora=not args.full, **values)
+    config = FinetuneConfig(
+        model_path=args.model_path, lora=not args.full, logq=not args.no_logq, **values
+    )
     if config.init_from:
         from recsim_llm.lm.transfer import check_init_from
 

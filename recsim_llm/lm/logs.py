@@ -3,7 +3,7 @@
 A log directory holds
 
 * ``config.json``: how it was made (env config, behaviour policy, seed, world hash);
-* ``items.jsonl``: one line per item: ``id``, ``title``, ``text``, ``arrival_step``;
+* ``items.jsonl``: one line per item: ``id``, ``title``, ``text``, ``genres``, ``arrival_step``;
 * ``impressions.jsonl``: one line per (user, step): ``user``, ``t`` (session step), ``clock``,
   ``profile``, ``candidates``, ``slate``, ``click_pos`` (-1 none), ``rating`` (0 none),
   ``engagement``, ``history_text`` (the observable history text *before* this slate).
@@ -126,7 +126,7 @@ def write_behaviour_logs(
         steps = tqdm(steps, desc="write-logs", unit="step")
     for _ in steps:
         histories = [
-            sim.log.history_text(u, sim.titles, max_events=history_events) for u in range(n_users)
+            sim.log.history_text(u, sim.titles, max_clicks=history_events) for u in range(n_users)
         ]
         session_step = sim.world.session_step.copy()
         clock = sim.world.clock
@@ -172,6 +172,7 @@ def write_behaviour_logs(
             "id": i,
             "title": catalog.titles[i],
             "text": t,
+            "genres": list(catalog.genres[i]),
             "arrival_step": int(catalog.arrival_step[i]),
         }
         for i, t in enumerate(catalog.texts())
@@ -207,6 +208,8 @@ class LogData:
     meta: dict[str, Any]
     item_titles: list[str]
     item_texts: list[str]
+    item_genres: list[tuple[str, ...]]
+    """Observable genre labels per item (empty for logs written before genres were logged)."""
     user: np.ndarray
     t: np.ndarray
     clock: np.ndarray
@@ -256,6 +259,7 @@ def load_logs(log_dir: str | os.PathLike[str]) -> LogData:
         meta=meta,
         item_titles=[it["title"] for it in items],
         item_texts=[it["text"] for it in items],
+        item_genres=[tuple(it.get("genres", ())) for it in items],
         user=np.array([r["user"] for r in rows], dtype=np.int64),
         t=np.array([r["t"] for r in rows], dtype=np.int64),
         clock=np.array([r["clock"] for r in rows], dtype=np.int64),
@@ -389,17 +393,20 @@ class Histories:
             )
         return out
 
-    def text(self, row: int, n_tokens: Any = None, budget: int = 0) -> str:
-        """History text of ``row`` (``text.history_text``), fit to ``budget`` tokens if given."""
-        titles = self.data.item_titles
-        phrases = [
-            text.event_text(titles[it], clicked, rating if clicked else None)
+    def text_events(self, row: int) -> list[text.Event]:
+        """``events(row)`` as ``text.Event`` tuples (title, genres, clicked, rating)."""
+        d = self.data
+        return [
+            (d.item_titles[it], d.item_genres[it], clicked, rating if clicked else None)
             for it, clicked, rating, _ in self.events(row)
         ]
+
+    def text(self, row: int, n_tokens: Any = None, budget: int = 0) -> str:
+        """History text of ``row`` (``text.render_history``), fit to ``budget`` tokens if given."""
         profile = self.data.profiles[row]
         if n_tokens is not None and budget > 0:
-            return text.history_text_within(profile, phrases, n_tokens, budget)
-        return text.history_text(profile, phrases)
+            return text.render_history_within(profile, self.text_events(row), n_tokens, budget)
+        return text.render_history(profile, self.text_events(row))
 
     def arrays(self, rows: np.ndarray, max_events: int) -> tuple[np.ndarray, ...]:
         """Padded (items, types, ages, mask), each (len(rows), max_events), for the fast head."""
@@ -430,8 +437,8 @@ def write_movielens_logs(
 
     Each row shows one movie (the one rated: ``click_pos`` 0, its rating); its candidates are
     that movie and ``n_candidates - 1`` movies the user never rated, drawn with a seeded
-    generator. Fine-tune with ``label='liked'`` (rating >= 4). Profiles read as
-    ``text.profile_text`` from age, occupation and gender.
+    generator. Fine-tune with ``label='liked'`` (rating >= 4). Profiles, item texts and
+    histories are rendered by ``recsim_llm.text`` exactly as the MovieLens env renders them.
     """
     from recsim_llm.movielens import load_movielens
 
@@ -439,31 +446,31 @@ def write_movielens_logs(
     ml = load_movielens(data_dir)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x3E1]))
     movies = ml.movies
-    titles = [
-        f"{t} ({y})" if y else t for t, y in zip(movies.titles, movies.years.tolist(), strict=True)
-    ]
+    # The same item texts and profiles as the MovieLens env (recsim_llm.movielens.world).
+    titles = list(movies.titles)
+    genres = [text.movie_genres(g) for g in movies.genres]
     texts = [
-        text.item_text(title, f"A {'/'.join(g).lower() or 'unlabelled'} film.", g)
-        for title, g in zip(titles, movies.genres, strict=True)
+        text.item_text(title, text.movie_description(int(year), g), genre)
+        for title, year, g, genre in zip(
+            titles, movies.years.tolist(), movies.genres, genres, strict=True
+        )
     ]
     n_items = len(movies)
     order = np.lexsort((ml.timestamp, ml.user))
     rated = np.zeros(n_items, dtype=bool)
     rows: list[dict[str, Any]] = []
-    phrases: list[str] = []
+    events: list[text.Event] = []
     prev_user = -1
     t = 0
     for idx in order.tolist():
         u = int(ml.user[idx])
         if u != prev_user:
-            prev_user, t, phrases = u, 0, []
+            prev_user, t, events = u, 0, []
             rated[:] = False
             rated[ml.item[ml.user == u]] = True
             users = ml.users
-            profile = text.profile_text(
-                str(int(users.age[u])),
-                users.occupation[u],
-                f"I am {'a man' if users.gender[u] == 'M' else 'a woman'}.",
+            profile = text.demographic_profile_text(
+                int(users.age[u]), users.gender[u], users.occupation[u]
             )
         item = int(ml.item[idx])
         pool = np.flatnonzero(~rated)
@@ -481,13 +488,20 @@ def write_movielens_logs(
                 "click_pos": 0,
                 "rating": rating,
                 "engagement": 0.0,
-                "history_text": text.history_text(profile, phrases[:history_events]),
+                "history_text": text.render_history(profile, events, history_events),
             }
         )
-        phrases.insert(0, text.event_text(titles[item], True, rating))
+        events.insert(0, (titles[item], genres[item], True, rating))
         t += 1
     items = [
-        {"id": i, "title": titles[i], "text": texts[i], "arrival_step": 0} for i in range(n_items)
+        {
+            "id": i,
+            "title": titles[i],
+            "text": texts[i],
+            "genres": list(genres[i]),
+            "arrival_step": 0,
+        }
+        for i in range(n_items)
     ]
     meta = {
         "format": LOG_FORMAT,

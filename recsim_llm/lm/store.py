@@ -105,6 +105,27 @@ class LoadedEncoder:
     def n_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
+    def item_bias(self, item_vectors: np.ndarray) -> np.ndarray:
+        """(m,) item bias b(v) of item embeddings (m, dim); zeros when the encoder has none.
+
+        The response score of the two-tower model is ``scale * u.v + b(v)`` (plus a constant):
+        ``u.v`` alone is the bias-free part, ``b`` the item prior learned beside it.
+        """
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"item_vectors must have shape (m, {self.dim}), got {vectors.shape}")
+        head = getattr(self.model, "item_bias", None)
+        if head is None or not self.config.get("item_bias", False):
+            return np.zeros(vectors.shape[0], dtype=np.float32)
+        w = head.weight.detach().cpu().numpy().astype(np.float32).reshape(-1)
+        b = float(head.bias.detach().cpu().numpy().reshape(-1)[0])
+        return (vectors @ w + b).astype(np.float32)
+
+    @property
+    def logit_scale(self) -> float:
+        """The click logit's scale on the cosine (``exp`` of the learned log-scale)."""
+        return float(self.model.logit_scale.detach().exp().item())
+
 
 def save_encoder(
     out_dir: str | os.PathLike[str],
@@ -266,7 +287,12 @@ def load_encoder(path: str | os.PathLike[str], n_threads: int = 0) -> LoadedEnco
         tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     heads = load_file(str(root / "heads.safetensors"))
     expected = model.head_state_dict()
-    if set(heads) != set(expected) or any(heads[k].shape != expected[k].shape for k in heads):
+    from recsim_llm.lm.model import OPTIONAL_HEADS
+
+    # Encoders saved before the item bias / softmax temperature lack those heads: they keep
+    # their zero (bias) or default (temperature) values, which reproduces the old scores.
+    expected_names = set(expected) - (set(OPTIONAL_HEADS) - set(heads))
+    if set(heads) != expected_names or any(heads[k].shape != expected[k].shape for k in heads):
         raise EncoderFormatError(
             f"{root / 'heads.safetensors'} does not match encoder.json (proj_dim="
             f"{config['proj_dim']}): heads differ in names or shapes"

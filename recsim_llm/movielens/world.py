@@ -205,16 +205,6 @@ def _topic(genres: tuple[str, ...]) -> int:
     return TOPIC_GENRES.index(first) if first in TOPIC_GENRES else len(TOPIC_GENRES) - 1
 
 
-def _describe(year: int, genres: tuple[str, ...]) -> str:
-    names = [g.lower() if g not in ("Sci-Fi", "Film-Noir") else g for g in genres if g != "unknown"]
-    when = f"Released in {year}." if year > 0 else "Release year unknown."
-    if not names:
-        return f"{when} A film."
-    kinds = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    article = "An" if kinds[0].lower() in "aeiou" else "A"
-    return f"{when} {article} {kinds} film."
-
-
 @dataclass
 class Calibration:
     """A fitted MovieLens world: catalog, world config, user pools, and the fit behind them.
@@ -350,10 +340,10 @@ def _build_catalog(
         arrival_step=arrival,
         titles=tuple(data.movies.titles[m] for m in movie_of_item.tolist()),
         descriptions=tuple(
-            _describe(int(data.movies.years[m]), data.movies.genres[m])
+            text.movie_description(int(data.movies.years[m]), data.movies.genres[m])
             for m in movie_of_item.tolist()
         ),
-        genres=tuple(tuple(g) or ("unknown",) for g in genres),
+        genres=tuple(text.movie_genres(g) for g in genres),
     )
 
 
