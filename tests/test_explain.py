@@ -229,7 +229,8 @@ def test_log_row_explanations_are_exact_and_words_are_leave_one_out(tiny):
     }
     u = fast_states_numpy(full, prof, vecs[it], ty, ag, mk)[0]
     for e in out:
-        assert e.score == pytest.approx(float(u @ vecs[e.item_id]), abs=1e-5)
+        want = model.scale * float(u @ vecs[e.item_id]) + float(model.item_bias(vecs[e.item_id])[0])
+        assert e.score == pytest.approx(want, abs=1e-4)
         assert e.parts_sum() == pytest.approx(e.score, abs=1e-6)
         assert len(e.history) == int(mk.sum()) > 0
         assert np.all(np.diff(np.abs([w.weight for w in e.words])) <= 0)
@@ -238,7 +239,9 @@ def test_log_row_explanations_are_exact_and_words_are_leave_one_out(tiny):
     top = first.words[0]
     text = data.item_texts[first.item_id]
     v_full, v_cut = model.lm.encode_items([text, ex.without_word(text, top.word)])
-    assert top.weight == pytest.approx(float(u @ v_full - u @ v_cut), abs=1e-5)
+    b_full, b_cut = model.item_bias(np.stack([v_full, v_cut]))
+    want = model.scale * float(u @ v_full - u @ v_cut) + float(b_full - b_cut)
+    assert top.weight == pytest.approx(want, abs=1e-4)
     positive = [w.word for w in sorted(first.words, key=lambda w: -w.weight) if w.weight > 0]
     if positive:
         assert f'"{positive[0]}"' in first.sentence
@@ -281,9 +284,10 @@ def test_env_step_rows_match_the_state_and_read_no_hidden_world(tiny):
     rows = ex.explain_step(sim, 1, slate, top_k=None)
     for row, item in zip(rows, slate, strict=True):
         assert set(row) == ROW_KEYS
-        assert row["score"] == pytest.approx(
-            float(sim.states[1, :d] @ sim.item_embeddings[item]), abs=1e-5
-        )
+        model = ex.Explainer(tiny.enc)
+        vec = sim.item_embeddings[item]
+        want = model.scale * float(sim.states[1, :d] @ vec) + float(model.item_bias(vec)[0])
+        assert row["score"] == pytest.approx(want, abs=1e-4)
         total = (
             row["profile_weight"]
             + row["bias_weight"]

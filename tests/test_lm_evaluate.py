@@ -187,7 +187,7 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
     table, intervals = res["table"], res["intervals"]
     assert set(ev_mod.BASELINES) <= set(table)
     for kind in ("exact", "fast"):
-        for part in ("u·v + b (text only)", "personal (u - ū)·v", "prior ū·v + b"):
+        for part in ("s·u·v + b (text only)", "personal (u - ū)·v", "prior s·ū·v + b"):
             assert f"LoRA [lora] {kind}: {part}" in table
     assert "LoRA [lora] fast + popularity (logistic on validation rows)" in table
     for name, row in table.items():
@@ -197,11 +197,11 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
                 lo, hi = intervals[name][seg][m]
                 if np.isfinite(v) and np.isfinite(lo):
                     assert lo - 1e-9 <= v <= hi + 1e-9 or lo == hi, (name, seg, m)
-    paired = res["paired"]["LoRA [lora] exact: u·v + b (text only)"]
+    paired = res["paired"]["LoRA [lora] exact: s·u·v + b (text only)"]
     assert set(paired) == set(ev_mod.BASELINES)
     d = paired["popularity (leak-free)"]["all"]["row_auc"]
     assert d[0] == pytest.approx(
-        table["LoRA [lora] exact: u·v + b (text only)"]["all"]["row_auc"]
+        table["LoRA [lora] exact: s·u·v + b (text only)"]["all"]["row_auc"]
         - table["popularity (leak-free)"]["all"]["row_auc"]
     )
     assert res["runs"][0]["popularity_cold_item_counts"] == 0.0

@@ -527,6 +527,10 @@ class EncoderStates:
             if callable(bias)
             else np.zeros(data.n_items)
         )
+        # The two-tower response logit is ``scale * u.v + b(v)``: with an item bias the scale
+        # changes the ranking, so every full score uses it (1 for encoders without one).
+        scale = getattr(enc, "logit_scale", None)
+        self.scale = float(scale) if isinstance(scale, (int, float)) else 1.0
         self._profiles: dict[str, np.ndarray] = {}
 
     def _items(self) -> np.ndarray:
@@ -662,24 +666,25 @@ def evaluate_split(
             v = states.items
             b = states.bias
             u_bar = u[sample_rows].mean(0)
-            full = dot_scores(data, rows, u, v) + b[np.maximum(data.candidates[rows], 0)]
-            add(f"{enc.name} {kind}: u·v + b (text only)", full, start)
-            main_rows.append(f"{enc.name} {kind}: u·v + b (text only)")
+            s = states.scale
+            full = s * dot_scores(data, rows, u, v) + b[np.maximum(data.candidates[rows], 0)]
+            add(f"{enc.name} {kind}: s·u·v + b (text only)", full, start)
+            main_rows.append(f"{enc.name} {kind}: s·u·v + b (text only)")
             add(
                 f"{enc.name} {kind}: personal (u - ū)·v",
                 dot_scores(data, rows, u - u_bar, v),
                 start,
             )
-            prior = dot_scores(data, rows, np.broadcast_to(u_bar, u.shape), v)
+            prior = s * dot_scores(data, rows, np.broadcast_to(u_bar, u.shape), v)
             prior = prior + b[np.maximum(data.candidates[rows], 0)]
-            add(f"{enc.name} {kind}: prior ū·v + b", prior, start)
+            add(f"{enc.name} {kind}: prior s·ū·v + b", prior, start)
             div[f"{enc.name} {kind}"] = diversity(u[sample_rows])
             if kind == "fast" and split.val.size:
                 # Text score + observable popularity: 2 features, fit on validation rows.
                 val = split.val
                 vu = states.fast(val)
                 vy = labels(data, label)[val]
-                vs = np.einsum("nd,nkd->nk", vu, v[data.slates[val]]) + b[data.slates[val]]
+                vs = s * np.einsum("nd,nkd->nk", vu, v[data.slates[val]]) + b[data.slates[val]]
                 x = np.column_stack([vs.ravel(), np.log1p(pop[data.slates[val]]).ravel()])
                 w = fit_logistic(x, vy.ravel())
                 comb = w[0] * full + w[1] * np.log1p(pop[np.maximum(data.candidates[rows], 0)])

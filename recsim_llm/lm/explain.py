@@ -4,7 +4,7 @@ The score of an item for a user is the ``lm-fast`` state's dot product with the 
 (plus the encoder's item bias when it has one). The fast head is linear before its normalisation,
 
     z = W_p p + W_h h + b,    h = (sum_e decay**age_e * gate[type_e] * e_e) / max(w, 1),
-    u = z / |z|,              score = u . v (+ item_bias(v)),
+    u = z / |z|,              score = scale * u . v (+ item_bias(v)),
 
 so the score splits *exactly* into a profile term ``(W_p p) . v / |z|``, a bias term
 ``b . v / |z|``, one term per history event ``decay**age * (gate[type] * e) . (W_h^T v) / (max(w,
@@ -344,6 +344,17 @@ class Explainer:
         """(d,) profile embedding."""
         return self.bundle.profile_embeddings([profile])[0]
 
+    @property
+    def scale(self) -> float:
+        """The response logit's scale on ``u . v`` (the two-tower model scores
+        ``scale * u . v + b(v)``); 1 for an encoder without a learned scale."""
+        if not hasattr(self, "_scale"):
+            value = getattr(self.bundle, "logit_scale", None)
+            if value is None:
+                value = getattr(self.lm, "logit_scale", None)
+            self._scale = float(value) if isinstance(value, (int, float)) else 1.0
+        return self._scale
+
     def item_bias(self, vectors: np.ndarray) -> np.ndarray:
         """(n,) the encoder's item bias b(v) of item embeddings; zeros when it has none.
 
@@ -385,7 +396,7 @@ class Explainer:
         if method == "loo":
             texts = [item_text] + [without_word(item_text, w) for w in words]
             vec = self._encode_exact(texts)
-            scores = vec @ u + self.item_bias(vec)
+            scores = self.scale * (vec @ u) + self.item_bias(vec)
             weights = scores[0] - scores[1:]
         else:
             weights = self._grad_x_input(u, item_text, words)
@@ -463,6 +474,10 @@ class Explainer:
             pooled,
         )
         item_bias = float(self.item_bias(item_vec)[0])
+        # Every part is in the units of the response logit ``scale * u . v + b(v)``.
+        scale = self.scale
+        score, profile, bias, older = scale * score, scale * profile, scale * bias, scale * older
+        parts = scale * np.asarray(parts)
         order = np.argsort(-np.abs(parts), kind="stable")
         history = tuple(
             EventWeight(
