@@ -67,8 +67,10 @@ def test_short_lora_finetune_improves_validation_and_round_trips(tmp_path):
     path = finetune(logs, tmp_path / "enc", cfg, progress=False)
     history = json.loads((path / "metrics.json").read_text())["history"]
     untuned, tuned = history[0], history[-1]
-    assert tuned["val_loss"] < untuned["val_loss"]
-    assert tuned["val_auc"] > untuned["val_auc"]
+    # Early stopping is on the per-row validation AUC (the loss is not the criterion: logQ and
+    # the position offsets move the position-free BCE); the trained model must improve it.
+    assert np.isfinite(tuned["val_loss"])
+    assert tuned["val_row_auc"] > untuned["val_row_auc"]
     enc = load_encoder(path)
     texts = [
         "User aged 25-34, works as chef. Says: I enjoy anything with recipe and recipe. "
