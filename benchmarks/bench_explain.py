@@ -227,7 +227,7 @@ def measure(args: argparse.Namespace) -> dict:
             return text
 
         vecs = model._encode_exact([text, cut(l_order[:k]), cut(rand3), cut(g_order[:k])])
-        s = vecs @ u + model.item_bias(vecs)
+        s = model.scale * (vecs @ u) + model.item_bias(vecs)
         words["loo_top"].append(drop[l_order[0]])
         words["rand"].append(drop[rand_word])
         words["grad_top"].append(drop[g_order[0]])
