@@ -20,3 +20,21 @@ def bow_config():
     from recsim_llm.config import EnvConfig
 
     return EnvConfig(encoder="bow", horizon=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny randomly initialised BERT (shared by the LM tests; built once per session)."""
+    from recsim_llm.lm.model import make_tiny_backbone
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory):
+    """Small behaviour logs of the default world (24 users x 8 steps, seed 3), built once."""
+    from recsim_llm.lm.logs import write_behaviour_logs
+
+    return write_behaviour_logs(
+        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
+    )

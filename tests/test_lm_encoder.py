@@ -38,20 +38,6 @@ TINY = dict(
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from recsim_llm.lm.model import make_tiny_backbone
-
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    return write_behaviour_logs(
-        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
-    )
-
-
-@pytest.fixture(scope="module")
 def lora_dir(tmp_path_factory, tiny_model, logs):
     cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
     return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)

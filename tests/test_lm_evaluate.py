@@ -20,7 +20,7 @@ from recsim_llm.lm.evaluate import (
     training_click_counts,
 )
 from recsim_llm.lm.finetune import FinetuneConfig, finetune
-from recsim_llm.lm.logs import labels, load_logs, split_logs, write_behaviour_logs
+from recsim_llm.lm.logs import labels, load_logs, split_logs
 from recsim_llm.lm.metrics import auc
 
 TINY = dict(
@@ -35,20 +35,6 @@ TINY = dict(
     lr=1e-3,
     threads=1,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from recsim_llm.lm.model import make_tiny_backbone
-
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    return write_behaviour_logs(
-        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
-    )
 
 
 @pytest.fixture(scope="module")

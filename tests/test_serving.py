@@ -19,7 +19,7 @@ import pytest
 
 from recsim_llm.config import EnvConfig
 from recsim_llm.lm.finetune import FinetuneConfig, finetune
-from recsim_llm.lm.logs import Histories, load_logs, write_behaviour_logs
+from recsim_llm.lm.logs import Histories, load_logs
 
 COSINE_MEAN_MIN = 0.99
 """Tolerance: mean cosine of a serving encoder's vectors to its float32 source's."""
@@ -46,13 +46,6 @@ def _has_onnx() -> bool:
 needs_onnx = pytest.mark.skipif(
     not _has_onnx(), reason="needs the optional extra 'serve' (onnxruntime, onnx)"
 )
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    return write_behaviour_logs(
-        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
-    )
 
 
 @pytest.fixture(scope="module")

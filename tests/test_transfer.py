@@ -36,13 +36,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from recsim_llm.lm.model import make_tiny_backbone
-
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert", seed=0)
-
-
-@pytest.fixture(scope="module")
 def logs(tmp_path_factory):
     return write_behaviour_logs(
         tmp_path_factory.mktemp("logs") / "logs", n_users=16, n_steps=6, seed=5
