@@ -19,12 +19,10 @@ import pytest
 
 from recsim_llm.config import EnvConfig
 from recsim_llm.lm.finetune import FinetuneConfig, finetune
-from recsim_llm.lm.logs import Histories, load_logs
+from recsim_llm.lm.logs import Histories, load_logs, write_behaviour_logs
 
-COSINE_MEAN_MIN = 0.99
-"""Tolerance: mean cosine of a serving encoder's vectors to its float32 source's."""
 COSINE_MIN = 0.99
-"""Tolerance: the smallest such cosine (the tiny test model; the shipped encoder states its own)."""
+"""Tolerance: cosine of a serving encoder's vectors to its float32 source's."""
 TOP = 5
 TIE = 0.005
 """Top-5 tolerance: items whose float32 score (a cosine) is within this of float32's 5th best
@@ -46,6 +44,13 @@ def _has_onnx() -> bool:
 needs_onnx = pytest.mark.skipif(
     not _has_onnx(), reason="needs the optional extra 'serve' (onnxruntime, onnx)"
 )
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return write_behaviour_logs(
+        tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def _same_top(ref_scores, srv_scores, tie):
     return sure <= top_srv <= allowed
 
 
-def _compare(src_dir, serving_dir, logs, tie=0.0, cos_mean=None, cos_min=None, strict_top=True):
+def _compare(src_dir, serving_dir, logs, tie=0.0):
     from recsim_llm.lm.store import load_encoder
 
     ref, served = load_encoder(src_dir, n_threads=1), load_encoder(serving_dir, n_threads=1)
@@ -102,17 +107,14 @@ def _compare(src_dir, serving_dir, logs, tie=0.0, cos_mean=None, cos_min=None, s
     u_ref, u_srv = ref.encode_users(histories), served.encode_users(histories)
     v_ref, v_srv = ref.encode_items(items), served.encode_items(items)
     assert u_srv.dtype == np.float32 and v_srv.shape == v_ref.shape
-    cos_u, cos_v = (u_ref * u_srv).sum(1), (v_ref * v_srv).sum(1)
-    cos_mean = COSINE_MEAN_MIN if cos_mean is None else cos_mean
-    cos_min = COSINE_MIN if cos_min is None else cos_min
-    assert cos_u.mean() >= cos_mean and cos_v.mean() >= cos_mean
-    assert cos_u.min() >= cos_min and cos_v.min() >= cos_min
+    assert (u_ref * u_srv).sum(1).min() >= COSINE_MIN
+    assert (v_ref * v_srv).sum(1).min() >= COSINE_MIN
     # Serving scores: the serving user tower against the float32 item embeddings it carries.
     overlap = []
     for u_r, u_s, cand in zip(u_ref, u_srv, candidates, strict=True):
         cand = cand[cand >= 0]
         s_ref, s_srv = v_ref[cand] @ u_r, v_ref[cand] @ u_s
-        assert _same_top(s_ref, s_srv, tie) or not strict_top
+        assert _same_top(s_ref, s_srv, tie)
         top = set(np.argsort(-s_ref)[:TOP].tolist()) & set(np.argsort(-s_srv)[:TOP].tolist())
         overlap.append(len(top) / TOP)
     # Not vacuous: most of each top-5 is shared exactly, whatever the tie slack allows.
@@ -209,7 +211,7 @@ def test_missing_serve_extra_names_the_extra(tmp_path, source, monkeypatch, caps
     with pytest.raises(MissingExtraError, match=r"recsim-llm\[serve\]"):
         require_onnx()
     out = tmp_path / "int8"
-    rc = main(["quantise", "--encoder", str(source), "--out", str(out)])
+    rc = main(["quantise", "--encoder", str(source), "--out", str(out), "--method", "onnx-int8"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "'serve'" in err and "onnxruntime" in err
@@ -239,16 +241,23 @@ def test_serving_records_are_checked_and_not_requantised(tmp_path, source):
 
 @pytest.mark.slow
 @needs_onnx
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: on the issue-8 shipped encoder (spread-out 32-d states) ONNX int8, even "
+    "per-channel, moves user vectors to cosine 0.984 and item vectors to 0.97 of float32, under "
+    "the 0.99 tolerance; bf16 (the default) meets it. Strict: passing again means int8 is fixed.",
+)
 def test_shipped_encoder_int8_within_tolerance(tmp_path, logs):
     from recsim_llm.lm.state import shipped_encoder_path
 
     out = _quantise(None, tmp_path / "int8", "onnx-int8")
     assert (out / "onnx" / "model.onnx").stat().st_size < 30e6  # float32 backbone: 90 MB
-    # The issue-8 encoder's 32-d states are spread out (no longer collapsed), so int8 moves them
-    # more than the previous encoder's: measured mean cosine 0.969 (users) / 0.970 (items), min
-    # 0.954 / 0.916 (it was >= 0.99). The stated tolerance for the shipped encoder is therefore
-    # mean >= 0.95, min >= 0.90, and on average >= 80% of each user's top-5 of 20 candidates
-    # shared with float32 (the per-row exact top-5 check holds for the tiny model only).
-    _compare(
-        shipped_encoder_path(), out, logs, tie=TIE, cos_mean=0.95, cos_min=0.90, strict_top=False
-    )
+    _compare(shipped_encoder_path(), out, logs, tie=TIE)
+
+
+@pytest.mark.slow
+def test_shipped_encoder_bf16_within_tolerance(tmp_path, logs):
+    from recsim_llm.lm.state import shipped_encoder_path
+
+    out = _quantise(None, tmp_path / "bf16", "bf16")
+    _compare(shipped_encoder_path(), out, logs, tie=TIE)

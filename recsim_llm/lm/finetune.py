@@ -60,6 +60,9 @@ class FinetuneConfig:
     dropout: float = 0.1
     patience: int = 1
     """Validations without a per-row validation AUC improvement before stopping."""
+    keep_best: bool = True
+    """Restore the weights of the best validation (early stopping's choice, which may be the
+    untuned start); False keeps the weights of the last optimiser step."""
     val_every: int = 0
     """Validate every this many optimiser steps as well as at each epoch end (0 = epoch ends)."""
     softmax_weight: float = 1.0
@@ -149,6 +152,8 @@ class FinetuneConfig:
             raise ValueError(f"init_from must be a directory path (str), got {self.init_from!r}")
         if not isinstance(self.logq, bool):
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
+        if not isinstance(self.keep_best, bool):
+            raise ValueError(f"keep_best must be True or False, got {self.keep_best!r}")
 
 
 @dataclass
@@ -492,7 +497,8 @@ class Trainer:
                 bar.close()
             if stop or (cfg.max_steps and steps >= cfg.max_steps):
                 break
-        model.load_state_dict(best[1], strict=False)
+        if cfg.keep_best:
+            model.load_state_dict(best[1], strict=False)
         model.eval()
         return history
 

@@ -13,7 +13,7 @@ HELP = (
     "encoder into plain weights instead."
 )
 
-_SKIP = {"lora", "model_path", "logq"}
+_SKIP = {"lora", "model_path", "logq", "keep_best"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-logq",
         action="store_true",
         help="no logQ correction of the in-batch softmax (FinetuneConfig.logq=False)",
+    )
+    parser.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="keep the last step's weights instead of the best validation's "
+        "(FinetuneConfig.keep_best=False)",
     )
     parser.add_argument(
         "--eval", action="store_true", help="evaluate on the test split into metrics.json"
@@ -89,7 +95,11 @@ def _run(args: argparse.Namespace) -> int:
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(_C) if f.name not in _SKIP}
     config = FinetuneConfig(
-        model_path=args.model_path, lora=not args.full, logq=not args.no_logq, **values
+        model_path=args.model_path,
+        lora=not args.full,
+        logq=not args.no_logq,
+        keep_best=not args.keep_last,
+        **values,
     )
     if config.init_from:
         from recsim_llm.lm.transfer import check_init_from

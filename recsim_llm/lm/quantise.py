@@ -3,11 +3,14 @@
 Methods (measured in ``docs/benchmarks.md``, "Real-time serving path"; the ones that did not pay
 are reported there and not offered here):
 
-* ``onnx-int8`` (default): the merged backbone exported to ONNX and its weights quantised to int8
-  by ONNX Runtime's dynamic quantisation (activations quantised per call to uint8). Needs the
-  optional extra ``serve``. Smallest (about a quarter of float32) and fastest on history texts.
-* ``bf16``: the merged backbone stored and run in bfloat16 with torch; no extra needed. Fast only
-  on CPUs with native bfloat16 (AVX512-BF16 or AMX); elsewhere it is slower than float32.
+* ``bf16`` (default): the merged backbone stored and run in bfloat16 with torch; no extra needed.
+  Within cosine 0.99 of float32 on the shipped encoder (tested). Fast only on CPUs with native
+  bfloat16 (AVX512-BF16 or AMX); elsewhere it is slower than float32.
+* ``onnx-int8``: the merged backbone exported to ONNX and its weights quantised per channel to
+  int8 by ONNX Runtime's dynamic quantisation (activations quantised per call to uint8). Needs
+  the optional extra ``serve``. Smallest (about a quarter of float32) and fastest on history
+  texts, but on the issue-8 shipped encoder it moves vectors to cosine 0.97–0.98 of float32,
+  under the 0.99 tolerance (a strict expected-failure test records it), so it is not the default.
 
 The output is an encoder directory like any other (kind ``"encoder"`` of ``recsim_llm.io``:
 ``--out`` checked before any work, written in a staging folder and swapped in whole) with the
@@ -53,7 +56,7 @@ _RECORDS = {
 def quantise_encoder(
     src: str | os.PathLike[str] | None,
     dst: str | os.PathLike[str],
-    method: str = "onnx-int8",
+    method: str = "bf16",
     user_max_length: int = 0,
 ) -> Path:
     """Write a serving encoder for the fine-tuned encoder ``src`` (None = the shipped one).

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="encoder directory to write (new, empty, or an encoder folder of ours)",
     )
-    parser.add_argument("--method", choices=METHODS, default="onnx-int8", help="serving method")
+    parser.add_argument("--method", choices=METHODS, default="bf16", help="serving method")
     parser.add_argument(
         "--user-max-length",
         type=int,
