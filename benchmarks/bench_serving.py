@@ -200,12 +200,16 @@ def top_overlap(ref: np.ndarray, other: np.ndarray, candidates: np.ndarray) -> d
     return {"mean_share": float(shares_arr.mean()), "identical": float((shares_arr == 1).mean())}
 
 
-def quality(
-    ref: Any, variants: list[Variant], data: Any, split: Any, rows: np.ndarray, hist: Any
-) -> None:
-    """Held-out AUC / NDCG@10 of the exact tower per variant, and the change vs float32."""
-    from recsim_llm.lm.evaluate import K, embedding_scorer, evaluate_scorers
+def quality(ref: Any, variants: list[Variant], data: Any, ev: Any, hist: Any) -> None:
+    """Held-out AUC / NDCG@10 of the exact tower per variant, and the change vs float32.
+
+    ``ev`` is the evaluation set of ``recsim_llm.lm.evaluate.build_eval_set`` (the rows and
+    segments ``recsim-llm encoder-eval`` uses); the figures are its "all" segment.
+    """
+    from recsim_llm.lm.evaluate import K, score_metrics
     from recsim_llm.lm.logs import labels
+
+    rows = ev.rows
 
     cand_items = np.unique(data.candidates[rows][data.candidates[rows] >= 0])
     item_texts = [data.item_texts[i] for i in cand_items.tolist()]
@@ -239,9 +243,8 @@ def quality(
         v.results["user_cosine_min"] = float((users * user_f32).sum(1).min())
         v.results["user_cosine_mean"] = float((users * user_f32).sum(1).mean())
         for label, table in tables.items():
-            scorer = embedding_scorer(data, lambda r, u=users: u[np.searchsorted(rows, r)], table)
-            table_out = evaluate_scorers(data, split, rows, {"m": scorer}, ref.config["label"])
-            scores = scorer(rows)
+            scores = np.einsum("nd,ncd->nc", users, table[np.maximum(data.candidates[rows], 0)])
+            metrics = score_metrics(ev, scores)["all"]
             shown = np.take_along_axis(scores, slate_col, 1).ravel()
             if shown_ref is None:
                 shown_ref = shown
@@ -250,11 +253,11 @@ def quality(
                 scores_ref = scores
             v.results[f"top{TOP}_{label}"] = top_overlap(scores_ref, scores, data.candidates[rows])
             v.results[label] = {
-                "auc": table_out["m"]["all"]["auc"],
-                f"ndcg@{K}": table_out["m"]["all"][f"ndcg@{K}"],
+                "auc": float(metrics["auc"][0]),
+                f"ndcg@{K}": float(metrics[f"ndcg@{K}"][0]),
                 "auc_delta": delta,
                 "auc_delta_ci": [lo, hi],
-                "n_impressions": table_out["m"]["all"]["n_impressions"],
+                "n_impressions": int(ev.segments["all"][1].sum()),
             }
 
 
@@ -406,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from recsim_llm.lm.evaluate import test_rows
+    from recsim_llm.lm.evaluate import build_eval_set
     from recsim_llm.lm.logs import Histories, load_logs, split_logs, write_behaviour_logs
     from recsim_llm.lm.state import shipped_encoder_path
 
@@ -442,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             ft["cold_item_fraction"],
             ft["seed"],
         )
-        rows = test_rows(split, args.rows, ft["seed"])
+        ev = build_eval_set(data, split, cfg["label"], args.rows, ft["seed"], n_boot=200)
+        rows = ev.rows
         ref, variants = build_variants(src, tmp)
         hist = Histories(data, cfg["history_steps"])
         lens = sorted({v.user_len for v in variants})
@@ -453,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {len(variants)} variants in {time.perf_counter() - start:.0f} s", flush=True)
         throughput(ref, variants, hist_texts, items, args.repeats)
         print(f"throughput done at {time.perf_counter() - start:.0f} s", flush=True)
-        quality(ref, variants, data, split, rows, hist)
+        quality(ref, variants, data, ev, hist)
         print(f"quality done at {time.perf_counter() - start:.0f} s", flush=True)
         lat = latency(ref, variants, data, rows, hist, args.requests)
     budget = ref.user_max_length

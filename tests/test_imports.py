@@ -147,3 +147,28 @@ sys.exit(1 if failed else 0)
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_recsim_llm_name_imported_anywhere_exists():
+    """A ``from recsim_llm... import name`` in the package or a benchmark resolves (benchmarks are
+    not run by the suite, so a renamed function would otherwise break them silently)."""
+    import ast
+    import importlib
+
+    missing = []
+    files = [p for p in REPO.rglob("*.py") if not set(p.parts) & {".ci-venv", "build", ".venv"}]
+    for path in sorted(files):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (
+                isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recsim_llm")
+            ):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ImportError:
+                    missing.append(f"{path.relative_to(REPO)}: {node.module}.{alias.name}")
+    assert not missing, missing
