@@ -39,7 +39,9 @@ TINY = dict(
 
 @pytest.fixture(scope="module")
 def lora_dir(tmp_path_factory, tiny_model, logs):
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    # keep_best=False: the saved adapter must hold trained weights (the save/load tests check
+    # that it is not a no-op); early stopping may otherwise keep the untrained start.
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, keep_best=False, **TINY)
     return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
 
 

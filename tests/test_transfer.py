@@ -51,13 +51,16 @@ def logs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lora_dir(tmp_path_factory, tiny_model, logs):
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    # keep_best=False: the start must hold trained weights, not early stopping's untrained choice.
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, keep_best=False, **TINY)
     return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
 
 
 @pytest.fixture(scope="module")
 def full_dir(tmp_path_factory, tiny_model, logs):
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=False, max_steps=2, **TINY)
+    cfg = FinetuneConfig(
+        model_path=str(tiny_model), lora=False, max_steps=2, keep_best=False, **TINY
+    )
     return finetune(logs, tmp_path_factory.mktemp("enc") / "full", cfg, progress=False)
 
 

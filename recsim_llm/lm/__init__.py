@@ -51,8 +51,8 @@ def shipped_encoder_path() -> Path:
 def quickstart_encoder(
     out_dir: str | os.PathLike[str] | None = None,
     train: bool = False,
-    n_users: int = 256,
-    n_steps: int = 30,
+    n_users: int = 2048,
+    n_steps: int = 40,
     max_train_rows: int = 960,
     seed: int = 0,
     progress: bool = True,
@@ -60,10 +60,11 @@ def quickstart_encoder(
     """Directory of a fine-tuned encoder for the default world, for ``recsim-llm quickstart``.
 
     Without ``train``: the shipped encoder (instant). With ``train``: behaviour logs of the
-    default world (in a temporary folder) and a short LoRA fine-tune with the shipped recipe
-    (item bias, separate softmax temperature, logQ, all shown items with position offsets; one
-    epoch over ``max_train_rows`` rows, validated every 20 steps, early-stopped on per-row
-    validation AUC; the fast head fit on the click objective over every training row), written
+    default world (in a temporary folder; slates in random order) and a short LoRA fine-tune
+    with the shipped recipe (projection started as the PCA whitening of the items, item bias,
+    separate softmax temperature, logQ, position offsets; one epoch over ``max_train_rows``
+    rows, validated every 20 steps, early-stopped on per-row validation AUC; the fast head fit
+    on the click objective over every training row, ~60k), written
     as the encoder directory ``out_dir`` (an ``"encoder"`` output of ``recsim_llm.io``, checked
     before any work), with the catalog's item embeddings cached. Progress bars and lines
     throughout; under 10 minutes on 2 idle CPU cores. Pass the result as
@@ -89,7 +90,6 @@ def quickstart_encoder(
         max_val_rows=150,
         val_every=20,
         patience=2,
-        lr=1e-3,
         fast_rows=200,
         seed=seed,
     )

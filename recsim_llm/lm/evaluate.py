@@ -955,17 +955,17 @@ def evaluate_trained(trainer: Any, cfg: dict[str, Any], max_rows: int = 400) -> 
     ``cfg`` is the model's ``encoder.json`` record (``recsim_llm.lm.finetune.encoder_config``),
     passed in so that this module never imports the fine-tuning module.
     """
-    from types import SimpleNamespace
+    from recsim_llm.lm.store import LoadedEncoder
 
     fc = trainer.config
-    enc = SimpleNamespace(
-        path=None,
+    # The real encoder class: its item bias and logit scale take part in every full score (a
+    # stand-in without them scored s = 1, b = 0 and under-reported the fine-tuned model).
+    enc = LoadedEncoder(
+        path=None,  # type: ignore[arg-type]
         config=cfg,
-        model=trainer.model,
         tokenizer=trainer.tokenizer,
-        dim=int(trainer.model.dim),
-        encode_items=lambda texts, bs=64: trainer.encode_items(list(texts)),
-        encode_users=lambda texts, bs=32: trainer.encode_users(list(texts)),
+        model=trainer.model,
+        metrics={},
     )
     name = "fine-tuned " + ("LoRA" if fc.lora else "full")
     res = evaluate_split(

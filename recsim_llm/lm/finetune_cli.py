@@ -13,7 +13,7 @@ HELP = (
     "encoder into plain weights instead."
 )
 
-_SKIP = {"lora", "model_path", "logq", "keep_best"}
+_SKIP = {"lora", "model_path", "logq", "keep_best", "whiten"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the last step's weights instead of the best validation's "
         "(FinetuneConfig.keep_best=False)",
+    )
+    parser.add_argument(
+        "--no-whiten",
+        action="store_true",
+        help="start the projection from a seeded random rotation instead of the PCA whitening "
+        "of the training items (FinetuneConfig.whiten=False)",
     )
     parser.add_argument(
         "--eval", action="store_true", help="evaluate on the test split into metrics.json"
@@ -99,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         lora=not args.full,
         logq=not args.no_logq,
         keep_best=not args.keep_last,
+        whiten=not args.no_whiten,
         **values,
     )
     if config.init_from:

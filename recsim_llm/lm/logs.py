@@ -70,23 +70,37 @@ def _write_log_directory(
 
 @dataclass(frozen=True)
 class BehaviourPolicy:
-    """Stochastic logging policy: Gumbel top-k of utility / temperature, or random w.p. epsilon."""
+    """Stochastic logging policy: Gumbel top-k of utility / temperature, or random w.p. epsilon.
+
+    ``shuffle_order`` (default) shows the chosen items in a uniformly random order: the top-k
+    order follows the hidden utility, and with the world's position penalty that order alone
+    predicts clicks (per-row AUC 0.65 on the default world), so models trained or evaluated on
+    ordered logs learn the logger's ranking through the position instead of the user's taste.
+    Randomised presentation keeps position independent of the item, so a position offset is
+    identifiable in training and per-row ranking metrics measure the scorer, not the logger.
+    """
 
     temperature: float = 1.0
     epsilon: float = 0.2
+    shuffle_order: bool = True
 
     def __post_init__(self) -> None:
         if not self.temperature > 0.0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        if not isinstance(self.shuffle_order, bool):
+            raise ValueError(f"shuffle_order must be True or False, got {self.shuffle_order!r}")
 
     def act(self, sim: Any, rng: np.random.Generator) -> np.ndarray:
         utilities = sim.world.item_utilities(sim.candidates) / self.temperature
         explore = rng.random(sim.n_users) < self.epsilon
         utilities[explore] = 0.0
         keys = utilities + rng.gumbel(size=utilities.shape)
-        return np.argsort(-keys, axis=1, kind="stable")[:, : sim.config.slate_size]
+        action = np.argsort(-keys, axis=1, kind="stable")[:, : sim.config.slate_size]
+        if self.shuffle_order:
+            action = rng.permuted(action, axis=1)
+        return action
 
 
 def write_behaviour_logs(
@@ -182,7 +196,11 @@ def write_behaviour_logs(
         "source": "synthetic",
         "env_config": to_dict(config),
         "world_hash": world_hash(config.world),
-        "behaviour_policy": {"temperature": policy.temperature, "epsilon": policy.epsilon},
+        "behaviour_policy": {
+            "temperature": policy.temperature,
+            "epsilon": policy.epsilon,
+            "shuffle_order": policy.shuffle_order,
+        },
         "n_users": n_users,
         "n_steps": n_steps,
         "seed": seed,

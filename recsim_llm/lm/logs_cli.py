@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="convert MovieLens-100K in DIR instead (fine-tune with --label liked); "
         "default: the synthetic world",
     )
+    parser.add_argument(
+        "--ordered",
+        action="store_true",
+        help="show each slate in the behaviour policy's utility order instead of a uniformly "
+        "random order (BehaviourPolicy.shuffle_order=False; the order then predicts clicks "
+        "through the position penalty)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         n_users=args.n_users,
         n_steps=args.n_steps,
         seed=args.seed,
-        policy=BehaviourPolicy(args.temperature, args.epsilon),
+        policy=BehaviourPolicy(args.temperature, args.epsilon, shuffle_order=not args.ordered),
         progress=True,
     )
     data = load_logs(path)

@@ -129,7 +129,9 @@ def _torch_modules() -> Any:
 
         def __init__(self, dim: int, decay: float = 0.8) -> None:
             super().__init__()
-            self.gate = nn.Parameter(torch.tensor([[1.0], [0.5], [-0.1]]).repeat(1, dim))
+            # Clicks (liked or not) pull the state towards the item; skips start neutral: most
+            # events are skips, and an item skipped beside a clicked one says little about taste.
+            self.gate = nn.Parameter(torch.tensor([[1.0], [1.0], [0.0]]).repeat(1, dim))
             self.decay_logit = nn.Parameter(torch.tensor(math.log(decay / (1.0 - decay))))
             self.w_profile = nn.Parameter(torch.eye(dim))
             self.w_history = nn.Parameter(torch.eye(dim))
