@@ -2,6 +2,8 @@
 
 Per user, a mix of the most clicked items so far (observable popularity), newly arrived items
 and a uniform sample of everything available; always distinct within a user's candidate set.
+Each user's candidates come in a seeded random order (a permutation drawn from the same
+generator), so a candidate's position does not reveal which source it came from.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ class CandidateGenerator:
     def sample(
         self, n_users: int, clock: int, popularity: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """(n_users, n_candidates) distinct item ids available at world step ``clock``."""
+        """(n_users, n_candidates) distinct item ids available at world step ``clock``.
+
+        Every row is shuffled by its own permutation drawn from ``rng`` (after the draws of the
+        sources), so positions carry no information about the source.
+        """
         cfg = self.config
         arrival = self.catalog.arrival_step
         available = np.flatnonzero(arrival <= clock)
@@ -40,7 +46,8 @@ class CandidateGenerator:
         n_random = c - cfg.n_popular_candidates - cfg.n_new_candidates
         parts.append(available[rng.integers(available.size, size=(n_users, n_random))])
         candidates = np.concatenate(parts, axis=1)
-        return _make_distinct(candidates, available, rng, copy=False)
+        candidates = _make_distinct(candidates, available, rng, copy=False)
+        return rng.permuted(candidates, axis=1)
 
 
 def _top_stable(keys: np.ndarray, k: int) -> np.ndarray:
