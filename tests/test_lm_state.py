@@ -188,7 +188,7 @@ def test_default_world_lm_fast_env_runs_without_torch():
     code = (
         "import sys, numpy as np, gymnasium as gym, recsim_llm\n"
         "from recsim_llm.config import EnvConfig\n"
-        "env = gym.make('RecSimLLM/Slate-v0', config=EnvConfig(encoder='lm-fast'))\n"
+        "env = gym.make('RecSimLLM/Slate-v1', config=EnvConfig(encoder='lm-fast'))\n"
         "obs, _ = env.reset(seed=0)\n"
         "for _ in range(30):\n"
         "    obs, r, term, trunc, info = env.step(np.arange(5))\n"

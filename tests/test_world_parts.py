@@ -421,10 +421,10 @@ def test_import_recsim_llm_registers_ids_without_importing_gymnasium():
     code = (
         "import gymnasium as gym, recsim_llm;"
         "print(all(i in gym.registry for i in recsim_llm.ENV_IDS));"
-        "env = gym.make('recsim_llm:RecSimLLM/Slate-v0', config=recsim_llm.EnvConfig(encoder='bow'));"
+        "env = gym.make('recsim_llm:RecSimLLM/Slate-v1', config=recsim_llm.EnvConfig(encoder='bow'));"
         "print(env.spec.id)"
     )
-    assert _python(code).split() == ["True", "RecSimLLM/Slate-v0"]
+    assert _python(code).split() == ["True", "RecSimLLM/Slate-v1"]
 
 
 def test_world_hash_ignores_default_part_selectors_but_not_others(toy_models):
