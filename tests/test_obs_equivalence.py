@@ -26,7 +26,6 @@ from recsim_llm.scenarios import scenario_config
 from recsim_llm.world import World
 
 
-
 def ref_make_distinct(candidates, available, rng):
     candidates = candidates.copy()
     rows = np.arange(candidates.shape[0])
