@@ -85,7 +85,9 @@ class LinUCBPolicy:
         jitter = self._rng.random(mean.shape) * 1e-9  # random tie-breaking, seeded
         return top_k(mean + self.alpha * width + jitter, context.slate_size)
 
-    def update(self, observation: dict[str, np.ndarray], slate: np.ndarray, info: dict[str, Any]) -> None:
+    def update(
+        self, observation: dict[str, np.ndarray], slate: np.ndarray, info: dict[str, Any]
+    ) -> None:
         """Learn from one step: each shown candidate is a 1 (clicked) or 0 (skipped) sample."""
         if self._layout is None:
             raise RuntimeError("update() before act(): the model is sized at the first act()")

@@ -64,8 +64,8 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
     """(sim snapshots as pair records) from one rollout: the state each recommendation used."""
     from recsim_llm.agents.base import LearningSlatePolicy
     from recsim_llm.agents.specs import make_policy
-    from recsim_llm.context import attach_world
     from recsim_llm.config import EnvConfig
+    from recsim_llm.context import attach_world
     from recsim_llm.envs.vector import SlateVectorEnv
     from recsim_llm.lm.explain import Explainer, events_from_interaction_log
 

@@ -29,6 +29,15 @@ class CandidateGenerator:
         Every row is shuffled by its own permutation drawn from ``rng`` (after the draws of the
         sources), so positions carry no information about the source.
         """
+        return rng.permuted(self.sample_by_source(n_users, clock, popularity, rng), axis=1)
+
+    def sample_by_source(
+        self, n_users: int, clock: int, popularity: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``sample`` before the shuffle: per row the popular, then new, then random candidates.
+
+        The same draws as ``sample`` up to the shuffle (tests use it to locate the sources).
+        """
         cfg = self.config
         arrival = self.catalog.arrival_step
         available = np.flatnonzero(arrival <= clock)
@@ -46,8 +55,7 @@ class CandidateGenerator:
         n_random = c - cfg.n_popular_candidates - cfg.n_new_candidates
         parts.append(available[rng.integers(available.size, size=(n_users, n_random))])
         candidates = np.concatenate(parts, axis=1)
-        candidates = _make_distinct(candidates, available, rng, copy=False)
-        return rng.permuted(candidates, axis=1)
+        return _make_distinct(candidates, available, rng, copy=False)
 
 
 def _top_stable(keys: np.ndarray, k: int) -> np.ndarray:

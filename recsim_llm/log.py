@@ -13,7 +13,6 @@ import numpy as np
 
 from recsim_llm import text
 
-
 RATING_SCALE = 5.0
 """Ratings are 1..5; ``feedback`` reports them divided by this (0 without a rated click)."""
 ENGAGEMENT_SCALE = 30.0

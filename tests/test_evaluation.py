@@ -63,7 +63,9 @@ def test_fixed_mix_shows_the_requested_share_of_clickbait(bow_config):
     bait = env.world.catalog.clickbait
     enough = bait[ctx.candidates].sum(axis=1) >= 5
     for mix, n in ((0.0, 0), (0.4, 2), (1.0, 5)):
-        slate = np.take_along_axis(ctx.candidates, FixedMixPolicy(mix, env.world).act(obs, ctx), axis=1)
+        slate = np.take_along_axis(
+            ctx.candidates, FixedMixPolicy(mix, env.world).act(obs, ctx), axis=1
+        )
         assert (bait[slate].sum(axis=1)[enough] == n).all()
 
 
