@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from recsim_llm.agents.base import SlateContext
 from recsim_llm.agents.baselines import top_k
+from recsim_llm.context import N_ITEM_SCALARS, N_USER_SCALARS, SlateContext
 
 
 class LinUCBPolicy:
     """Shared-parameter LinUCB over slates: top-k by ``θ·x + alpha·sqrt(xᵀA⁻¹x)``.
 
-    The model is sized from ``SlateContext.obs_layout`` at the first step of a run.
+    The model is sized from the ``Dict`` observation's shapes at the first step of a run: the
+    encoder's user state is ``obs['user']`` without its ``N_USER_SCALARS`` trailing scalars, the
+    item embedding is a candidate row without its ``N_ITEM_SCALARS`` (``recsim_llm.context``).
 
     Args:
         alpha: exploration width.
@@ -27,6 +29,7 @@ class LinUCBPolicy:
     """
 
     name = "linucb"
+    privileged = False
 
     def __init__(self, alpha: float = 0.5, ridge: float = 1.0) -> None:
         if not alpha >= 0 or not ridge > 0:
@@ -38,10 +41,17 @@ class LinUCBPolicy:
         self._layout: tuple[int, int, int, int] | None = None
         self._rng = np.random.default_rng(seed)
 
-    def _init(self, layout: tuple[int, int, int, int]) -> None:
-        user_dim, _, item_dim, n_item_scalars = layout
+    def _init(self, observation: dict[str, np.ndarray]) -> None:
+        user_dim = np.shape(observation["user"])[-1] - N_USER_SCALARS
+        item_dim = np.shape(observation["candidates"])[-1] - N_ITEM_SCALARS
+        n_item_scalars = N_ITEM_SCALARS
         if min(user_dim, item_dim) < 1:
-            raise ValueError(f"obs_layout must give positive user and item dims, got {layout}")
+            raise ValueError(
+                "the observation must give positive user and item dims, got "
+                f"user {np.shape(observation['user'])}, "
+                f"candidates {np.shape(observation['candidates'])}"
+            )
+        layout = (user_dim, N_USER_SCALARS, item_dim, n_item_scalars)
         self._layout = layout
         self._blocks = user_dim // item_dim if user_dim % item_dim == 0 else 1
         self.dim = item_dim * (self._blocks + 1) + n_item_scalars + 1
@@ -50,14 +60,13 @@ class LinUCBPolicy:
         self._a_inv = np.eye(self.dim) / self.ridge
         self._theta = np.zeros(self.dim)
 
-    def features(self, observation: np.ndarray) -> np.ndarray:
+    def features(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         """(n_users, n_candidates, dim) features from a batch of observations."""
         assert self._layout is not None
-        user_dim, n_user_scalars, item_dim, n_item_scalars = self._layout
-        obs = np.asarray(observation, dtype=np.float64)
-        n = obs.shape[0]
-        user = obs[:, :user_dim]
-        items = obs[:, user_dim + n_user_scalars :].reshape(n, -1, item_dim + n_item_scalars)
+        user_dim, _, item_dim, _ = self._layout
+        user = np.asarray(observation["user"], dtype=np.float64)[:, :user_dim]
+        items = np.asarray(observation["candidates"], dtype=np.float64)
+        n = user.shape[0]
         emb, scalars = items[..., :item_dim], items[..., item_dim:]
         if self._blocks > 1:
             blocks = user.reshape(n, self._blocks, item_dim)
@@ -67,16 +76,18 @@ class LinUCBPolicy:
         ones = np.ones((n, items.shape[1], 1))
         return np.concatenate([emb, inter.reshape(n, items.shape[1], -1), scalars, ones], axis=2)
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         if self._layout is None:
-            self._init(context.obs_layout)
+            self._init(observation)
         x = self.features(observation)
         mean = x @ self._theta
         width = np.sqrt(np.maximum(((x @ self._a_inv) * x).sum(axis=2), 0.0))
         jitter = self._rng.random(mean.shape) * 1e-9  # random tie-breaking, seeded
         return top_k(mean + self.alpha * width + jitter, context.slate_size)
 
-    def update(self, observation: np.ndarray, slate: np.ndarray, info: dict[str, Any]) -> None:
+    def update(
+        self, observation: dict[str, np.ndarray], slate: np.ndarray, info: dict[str, Any]
+    ) -> None:
         """Learn from one step: each shown candidate is a 1 (clicked) or 0 (skipped) sample."""
         if self._layout is None:
             raise RuntimeError("update() before act(): the model is sized at the first act()")

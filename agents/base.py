@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from recsim_llm.world import World
+from recsim_llm.context import SlateContext
 
-
-@dataclass(frozen=True)
-class SlateContext:
-    """What an env offers a policy at one step, besides the observation.
-
-    ``candidates`` and ``popularity`` are observable. ``world`` is the hidden world: only oracle
-    and reference policies (myopic, fixed-mix) read it, and say so in their names.
-    """
-
-    candidates: np.ndarray
-    """(n_users, n_candidates) item ids offered this step."""
-    slate_size: int
-    popularity: np.ndarray
-    """(n_total_items,) clicks observed so far per item."""
-    steps_left: np.ndarray
-    """(n_users,) steps until the horizon."""
-    world: World
-    obs_layout: tuple[int, int, int, int] = (0, 0, 0, 0)
-    """Observation layout: (user_dim, n_user_scalars, item_dim, n_item_scalars)."""
+__all__ = ["LearningSlatePolicy", "SlateContext", "SlatePolicy"]
 
 
 @runtime_checkable
 class SlatePolicy(Protocol):
-    """Chooses, per user, ``slate_size`` distinct candidate indices."""
+    """Chooses, per user, ``slate_size`` distinct candidate indices.
+
+    ``observation`` is the env's ``Dict`` observation as a batch (``recsim_llm.context``
+    names its parts). A policy may set the class attribute ``privileged = True``: it is then a
+    reference that reads the hidden world, given to it with ``attach(world)`` by the evaluation
+    harness (never by the env); deployable policies have ``privileged = False`` (a missing
+    attribute counts as False).
+    """
 
     name: str
 
@@ -41,7 +28,7 @@ class SlatePolicy(Protocol):
         """Start a new evaluation run with its own seeded random generator."""
         ...
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         """(n_users, slate_size) int indices into ``context.candidates``."""
         ...
 
@@ -50,6 +37,6 @@ class SlatePolicy(Protocol):
 class LearningSlatePolicy(SlatePolicy, Protocol):
     """A policy that adjusts online from the feedback of the slates it showed."""
 
-    def update(self, observation: np.ndarray, slate: np.ndarray, info: dict) -> None:
+    def update(self, observation: dict[str, np.ndarray], slate: np.ndarray, info: dict) -> None:
         """Learn from one step: the observation acted on, the chosen slate, the step's info."""
         ...

@@ -1,15 +1,22 @@
 """Hand-written baselines: random, popularity, myopic greedy, fixed clickbait mix, and oracle.
 
-Random and popularity read only observable data. Myopic, fixed-mix and oracle read the hidden
-world through ``SlateContext.world``; they are references for evaluation, not recommenders one
-could deploy.
+Random and popularity read only observable data (``privileged = False``). Myopic, fixed-mix and
+oracle are privileged references (``privileged = True``): they read the hidden world, which they
+get explicitly (``Policy(world=...)`` or ``attach(world)``; the evaluation harness attaches the
+world of the simulation it builds). They are references for evaluation, not recommenders one
+could deploy, and evaluation tables mark them with a dagger.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from recsim_llm.agents.base import SlateContext
+from recsim_llm.context import SlateContext
+
+if TYPE_CHECKING:
+    from recsim_llm.world import World
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -23,6 +30,7 @@ class RandomPolicy:
     """Uniformly random distinct candidates."""
 
     name = "random"
+    privileged = False
 
     def __init__(self, seed: int = 0) -> None:
         self.reset(seed)
@@ -30,7 +38,7 @@ class RandomPolicy:
     def reset(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         keys = self._rng.random(context.candidates.shape)
         return top_k(keys, context.slate_size)
 
@@ -39,6 +47,7 @@ class PopularityPolicy:
     """The most clicked candidates so far (observable); ties broken at random."""
 
     name = "popularity"
+    privileged = False
 
     def __init__(self, seed: int = 0) -> None:
         self.reset(seed)
@@ -46,29 +55,57 @@ class PopularityPolicy:
     def reset(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         counts = context.popularity[context.candidates].astype(np.float64)
         jitter = self._rng.random(counts.shape) * 1e-3
         return top_k(counts + jitter, context.slate_size)
 
 
-class MyopicPolicy:
-    """Greedy on immediate click probability from the true utilities (reads hidden state)."""
+class PrivilegedPolicy:
+    """Base of the references that read the hidden world (``privileged = True``).
 
-    name = "myopic"
+    Args:
+        world: the hidden world of the simulation the policy will act in; or ``attach`` it later.
+    """
+
+    name = "privileged"
+    privileged = True
+
+    def __init__(self, world: World | None = None) -> None:
+        self._world = world
+
+    def attach(self, world: World) -> None:
+        """Read ``world`` (the simulation's hidden world) from now on."""
+        self._world = world
+
+    @property
+    def world(self) -> World:
+        """The attached hidden world; raises ``RuntimeError`` naming the policy without one."""
+        if self._world is None:
+            raise RuntimeError(
+                f"policy {self.name!r} is a privileged reference that reads the hidden world, "
+                "and none is attached: pass world= or call attach(world) first "
+                "(recsim_llm.evaluation.evaluate does this for the env it builds)"
+            )
+        return self._world
 
     def reset(self, seed: int) -> None:
         pass
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+
+class MyopicPolicy(PrivilegedPolicy):
+    """Greedy on immediate click probability from the true utilities (reads hidden state)."""
+
+    name = "myopic"
+
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         # Under MNL and cascade alike, the slate with the highest click probability puts the
         # highest-utility items first.
-        return top_k(context.world.item_utilities(context.candidates), context.slate_size)
+        return top_k(self.world.item_utilities(context.candidates), context.slate_size)
 
 
-def _mixed_slate(context: SlateContext, n_bait: np.ndarray) -> np.ndarray:
+def _mixed_slate(world: World, context: SlateContext, n_bait: np.ndarray) -> np.ndarray:
     """Per user, ``n_bait`` high-appeal items and the rest ordinary, best utility first."""
-    world = context.world
     utilities = world.item_utilities(context.candidates)
     bait = world.catalog.clickbait[context.candidates]
     k = context.slate_size
@@ -89,25 +126,23 @@ def _mixed_slate(context: SlateContext, n_bait: np.ndarray) -> np.ndarray:
     return top_k(score, k)
 
 
-class FixedMixPolicy:
+class FixedMixPolicy(PrivilegedPolicy):
     """A fixed share of high-appeal ("clickbait") items per slate (reads hidden item classes)."""
 
-    def __init__(self, mix: float) -> None:
+    def __init__(self, mix: float, world: World | None = None) -> None:
         if not 0.0 <= float(mix) <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {mix}")
+        super().__init__(world)
         self.mix = float(mix)
         self.name = f"mix-{self.mix:.2f}"
 
-    def reset(self, seed: int) -> None:
-        pass
-
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         # Round half up (not to even), so the grid 0, 1/k, ..., 1 maps onto 0..k items.
         n_bait = int(np.floor(self.mix * context.slate_size + 0.5))
-        return _mixed_slate(context, np.asarray(n_bait))
+        return _mixed_slate(self.world, context, np.asarray(n_bait))
 
 
-class OraclePolicy:
+class OraclePolicy(PrivilegedPolicy):
     """Knows the hidden state and prices satisfaction: a one-step lookahead with a value of state.
 
     For each possible number of high-appeal items (0..slate_size) it builds the slate as
@@ -120,22 +155,20 @@ class OraclePolicy:
 
     name = "oracle"
 
-    def __init__(self, satisfaction_price: float = 5.0) -> None:
+    def __init__(self, satisfaction_price: float = 5.0, world: World | None = None) -> None:
         if not satisfaction_price >= 0.0:
             raise ValueError(f"satisfaction_price must be >= 0, got {satisfaction_price}")
+        super().__init__(world)
         self.satisfaction_price = float(satisfaction_price)
 
-    def reset(self, seed: int) -> None:
-        pass
-
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
-        world = context.world
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
+        world = self.world
         k = context.slate_size
         price = self.satisfaction_price * context.steps_left
         best_idx = np.zeros((context.candidates.shape[0], k), dtype=np.int64)
         best_score = np.full(context.candidates.shape[0], -np.inf)
         for n_bait in range(k + 1):
-            idx = _mixed_slate(context, np.asarray(n_bait))
+            idx = _mixed_slate(world, context, np.asarray(n_bait))
             slate = np.take_along_axis(context.candidates, idx, axis=1)
             expected = world.expected_response(slate)
             probs = expected.click_probabilities[:, :k]
@@ -149,6 +182,6 @@ class OraclePolicy:
         return best_idx
 
 
-def fixed_mix_grid(n: int = 6) -> list[FixedMixPolicy]:
+def fixed_mix_grid(n: int = 6, world: World | None = None) -> list[FixedMixPolicy]:
     """Fixed-mix policies with shares 0, 1/(n-1), ..., 1."""
-    return [FixedMixPolicy(m) for m in np.linspace(0.0, 1.0, n)]
+    return [FixedMixPolicy(m, world) for m in np.linspace(0.0, 1.0, n)]

@@ -7,24 +7,37 @@ from typing import Any
 
 import numpy as np
 
-from recsim_llm.agents.base import SlateContext
 from recsim_llm.config import EnvConfig
+from recsim_llm.context import SlateContext, flatten_observation
 
 ALGORITHMS = ("PPO", "A2C")
 """SB3 algorithms that take the MultiDiscrete slate action directly."""
+SB3_POLICIES = ("MlpPolicy", "MultiInputPolicy")
+"""``MlpPolicy`` reads the flat view of the observation; ``MultiInputPolicy`` the ``Dict``."""
 
 
 class SB3Policy:
-    """A trained SB3 model behind the SlatePolicy interface (deterministic actions)."""
+    """A trained SB3 model behind the SlatePolicy interface (deterministic actions).
+
+    A model with a ``Box`` observation space (``MlpPolicy``, trained on the flat view) gets the
+    flattened observation; one with a ``Dict`` space (``MultiInputPolicy``) the ``Dict``.
+    """
+
+    privileged = False
 
     def __init__(self, model: Any, name: str | None = None) -> None:
         self.model = model
         self.name = name or type(model).__name__.lower()
+        self._flat = not hasattr(model.observation_space, "spaces")
 
     def reset(self, seed: int) -> None:
         self.model.set_random_seed(seed)
 
-    def act(self, observation: np.ndarray, context: SlateContext) -> np.ndarray:
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
+        if self._flat and isinstance(observation, dict):
+            observation = flatten_observation(observation)
+        elif not self._flat:
+            observation = {k: observation[k] for k in self.model.observation_space.spaces}
         action, _ = self.model.predict(observation, deterministic=True)
         return np.asarray(action, dtype=np.int64).reshape(-1, context.slate_size)
 
@@ -37,10 +50,13 @@ def train_sb3(
     seed: int = 0,
     encoder: Any = None,
     progress: bool = False,
+    policy: str = "MlpPolicy",
     **algo_kwargs: Any,
 ) -> Any:
     """Train ``algorithm`` on ``n_envs`` concurrent users of ``config``; returns the SB3 model.
 
+    ``policy="MlpPolicy"`` (the comparison row) trains on the flat view of the observation
+    (``SB3VecEnv(flatten=True)``); ``"MultiInputPolicy"`` on the ``Dict`` observation.
     The batched world and the encoder stay in this process (no subprocess per env). With
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
     the model is the same with or without it).
@@ -53,16 +69,21 @@ def train_sb3(
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if policy not in SB3_POLICIES:
+        raise ValueError(f"policy must be one of {SB3_POLICIES}, got {policy!r}")
     if total_timesteps < 1:
         raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
     torch.manual_seed(seed)
-    venv = SB3VecEnv(SlateVectorEnv(num_envs=n_envs, config=config, encoder=encoder))
+    venv = SB3VecEnv(
+        SlateVectorEnv(num_envs=n_envs, config=config, encoder=encoder),
+        flatten=policy == "MlpPolicy",
+    )
     venv.seed(seed)
     kwargs: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu"}
     if algorithm == "PPO":
         kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
     kwargs.update(algo_kwargs)
-    model = getattr(sb3, algorithm)("MlpPolicy", venv, **kwargs)
+    model = getattr(sb3, algorithm)(policy, venv, **kwargs)
     callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
     model.learn(total_timesteps=total_timesteps, callback=callback)
     return model
@@ -88,14 +109,25 @@ def _progress_callback(total: int, desc: str) -> Any:
 
 
 def env_dims(config: EnvConfig) -> dict[str, list[int]]:
-    """The observation shape and slate action ``nvec`` of the env ``config`` builds."""
+    """The flat observation shape and slate action ``nvec`` of the env ``config`` builds.
+
+    The shape is the flat view's (user, then candidates row-major), which a model needs
+    whether it reads the flat ``Box`` or the ``Dict``.
+    """
     from recsim_llm.envs.vector import SlateVectorEnv
 
     env = SlateVectorEnv(num_envs=1, config=config)
     return {
-        "observation_shape": [int(d) for d in env.single_observation_space.shape],
+        "observation_shape": [int(env.sim.flat_dim)],
         "action_nvec": [int(n) for n in env.single_action_space.nvec],
     }
+
+
+def _model_observation_shape(space: Any) -> list[int]:
+    """The flat observation shape a model's space stands for (``Box`` or slate ``Dict``)."""
+    if hasattr(space, "spaces"):
+        return [int(space["user"].shape[0]) + int(np.prod(space["candidates"].shape))]
+    return [int(d) for d in space.shape]
 
 
 def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--out") -> None:
@@ -119,7 +151,7 @@ def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--o
         "algorithm": type(model).__name__,
         "encoder": config.encoder,
         "encoder_path": config.encoder_path,
-        "observation_shape": [int(d) for d in model.observation_space.shape],
+        "observation_shape": _model_observation_shape(model.observation_space),
         "action_nvec": [int(n) for n in model.action_space.nvec],
         "env": to_dict(config),
     }
@@ -186,7 +218,7 @@ def load_sb3_policy(path: Path, config: EnvConfig | None = None) -> SB3Policy:
     path = Path(path)
     meta = check_sb3_model(path, config)
     model = getattr(sb3, meta["algorithm"]).load(path, device="cpu")
-    shape = [int(d) for d in model.observation_space.shape]
+    shape = _model_observation_shape(model.observation_space)
     if shape != meta["observation_shape"]:
         raise ValueError(
             f"model {path}: observation_shape differs: the zip holds {shape}, its metadata "

@@ -65,6 +65,7 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
     from recsim_llm.agents.base import LearningSlatePolicy
     from recsim_llm.agents.specs import make_policy
     from recsim_llm.config import EnvConfig
+    from recsim_llm.context import attach_world
     from recsim_llm.envs.vector import SlateVectorEnv
     from recsim_llm.lm.explain import Explainer, events_from_interaction_log
 
@@ -72,6 +73,7 @@ def collect_pairs(encoder: str, n_users: int, steps: list[int], policy_spec: str
     env = SlateVectorEnv(num_envs=n_users, config=config)
     policy = make_policy(policy_spec, seed=seed, configs=[config])
     obs, _ = env.reset(seed=seed)
+    attach_world(policy, env.sim.world)  # privileged references only
     policy.reset(seed)
     sim = env.sim
     d = sim.encoder.dim

@@ -16,9 +16,15 @@ if TYPE_CHECKING:
     from recsim_llm.envs.sb3 import SB3VecEnv
     from recsim_llm.envs.slate import SlateEnv
     from recsim_llm.envs.vector import SlateVectorEnv
-    from recsim_llm.envs.wrappers import TopKSlateWrapper, make_scores_env, scores_to_slate
+    from recsim_llm.envs.wrappers import (
+        FlattenSlateObservation,
+        TopKSlateWrapper,
+        make_scores_env,
+        scores_to_slate,
+    )
 
 _EXPORTS = {
+    "FlattenSlateObservation": "recsim_llm.envs.wrappers:FlattenSlateObservation",
     "MovieLensEnv": "recsim_llm.envs.movielens:MovieLensEnv",
     "MovieLensVectorEnv": "recsim_llm.envs.movielens:MovieLensVectorEnv",
     "SB3VecEnv": "recsim_llm.envs.sb3:SB3VecEnv",
@@ -32,6 +38,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "FlattenSlateObservation",
     "MovieLensEnv",
     "MovieLensVectorEnv",
     "SB3VecEnv",

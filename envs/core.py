@@ -3,7 +3,8 @@
 It glues world -> log -> encoder -> observation for ``n_users`` user slots, in one direction:
 the world produces responses, the log records the observable part, the encoder turns the log into
 user states, and the observation is built from those states and the candidates' embeddings only.
-Hidden state never enters an observation.
+Hidden state never enters an observation, nor the ``SlateContext`` policies get beside it: this
+module does not import the agents package, and it never hands the world to a policy.
 """
 
 from __future__ import annotations
@@ -12,20 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsim_llm.agents.base import SlateContext
 from recsim_llm.candidates import CandidateGenerator
 from recsim_llm.config import EnvConfig
+from recsim_llm.context import N_ITEM_SCALARS, N_USER_SCALARS, SlateContext
 from recsim_llm.encoders import UserEncoder, make_encoder
 from recsim_llm.log import InteractionLog
 from recsim_llm.sizes import check_memory
 from recsim_llm.world import Catalog, Responses, World, generate_catalog
 
-N_USER_SCALARS = 2
-"""Observable per-user scalars appended to the user state: session progress, history fill."""
-N_ITEM_SCALARS = 2
-"""Observable per-candidate scalars appended to the item embedding: is-new flag, popularity."""
-_GATHER_BYTES = 256 * 1024
-"""Size of the buffer the candidate blocks are gathered into before being copied (stays in cache)."""
+__all__ = ["N_ITEM_SCALARS", "N_USER_SCALARS", "SlateSimulator", "StepResult"]
 
 
 @dataclass(frozen=True)
@@ -97,20 +93,18 @@ class SlateSimulator:
         )
         self.states = np.zeros((self.n_users, self.encoder.user_dim), dtype=np.float32)
         self.candidates = np.zeros((self.n_users, config.n_candidates), dtype=np.int64)
-        self.obs_dim = (
-            self.encoder.user_dim
-            + N_USER_SCALARS
-            + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
-        )
-        per_item_dim = self.encoder.item_dim + N_ITEM_SCALARS
-        self._per_item = np.zeros((self.catalog.n_total, per_item_dim), dtype=np.float32)
+        self.user_obs_dim = self.encoder.user_dim + N_USER_SCALARS
+        """Length of ``obs['user']``: the encoder's user state and the user scalars."""
+        self.item_obs_dim = self.encoder.item_dim + N_ITEM_SCALARS
+        """Length of a row of ``obs['candidates']``: item embedding, is-new flag, popularity."""
+        self.flat_dim = self.user_obs_dim + config.n_candidates * self.item_obs_dim
+        """Length of the flat view (``recsim_llm.context.flatten_observation``)."""
+        self._per_item = np.zeros((self.catalog.n_total, self.item_obs_dim), dtype=np.float32)
         """Per item: embedding (a copy of ``item_embeddings``, which only ``_encode_arrivals``
-        writes), is-new flag, popularity; the candidate blocks of observations come from here."""
-        chunk = max(1, min(self.n_users, _GATHER_BYTES // (4 * config.n_candidates * per_item_dim)))
-        self._gather_buffer = np.empty((chunk, config.n_candidates, per_item_dim), np.float32)
+        writes), is-new flag, popularity; the candidate rows of observations come from here."""
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def reset(self, rng: np.random.Generator) -> np.ndarray:
+    def reset(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Fresh world clock, empty log, new users in every slot; returns observations."""
         self.world.clock = 0
         self.log = InteractionLog(
@@ -225,36 +219,35 @@ class SlateSimulator:
             )
 
     # -- observing -----------------------------------------------------------------------------
-    def observe(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """(n_users, obs_dim) float32 observations from observable data only.
+    def observe(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The batched ``Dict`` observation from observable data only (fresh arrays).
 
-        With ``rows``, only those users' observations, (len(rows), obs_dim), the same values.
+        ``user`` (n, user_obs_dim): encoder state, session progress, history fill, then the
+        log's feedback summaries (``InteractionLog.feedback``); ``candidates`` (n, n_candidates,
+        item_obs_dim): per candidate its embedding, is-new flag and log popularity;
+        ``candidate_mask`` (n, n_candidates): 1 for a real candidate (all of them today).
+        With ``rows``, only those users' observations, the same values.
         """
         rows = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         candidates = self.candidates[rows]
         n, c = candidates.shape
         user_dim = self.encoder.user_dim
-        # Built in place: the user part directly, the candidate blocks gathered from one per-item
-        # table (embedding | is-new | popularity) into a small reused buffer, a cache-sized chunk
-        # of users at a time, then copied into the rows. Values are the same float64 expressions
-        # cast to float32 as before.
-        obs = np.empty((n, self.obs_dim), dtype=np.float32)
-        obs[:, :user_dim] = self.states[rows]
-        obs[:, user_dim] = self.world.session_step[rows] / self.config.horizon
-        obs[:, user_dim + 1] = (
+        user = np.empty((n, self.user_obs_dim), dtype=np.float32)
+        user[:, :user_dim] = self.states[rows]
+        user[:, user_dim] = self.world.session_step[rows] / self.config.horizon
+        user[:, user_dim + 1] = (
             np.minimum(self.log.count[rows], self.config.history_length)
             / self.config.history_length
         )
-        per_item = self._per_item_table()
-        block = obs[:, user_dim + N_USER_SCALARS :]
-        chunk = self._gather_buffer.shape[0]
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            buf = self._gather_buffer[: stop - start]
-            # Candidates are always item ids (clip never clips); "raise" would copy ``out`` first.
-            np.take(per_item, candidates[start:stop], axis=0, out=buf, mode="clip")
-            block[start:stop] = buf.reshape(stop - start, -1)
-        return obs
+        user[:, user_dim + 2 :] = self.log.feedback(rows)
+        items = np.empty((n, c, self.item_obs_dim), dtype=np.float32)
+        # Candidates are always item ids (clip never clips); "raise" would copy ``out`` first.
+        np.take(self._per_item_table(), candidates, axis=0, out=items, mode="clip")
+        return {
+            "user": user,
+            "candidates": items,
+            "candidate_mask": np.ones((n, c), dtype=np.float32),
+        }
 
     def _per_item_table(self) -> np.ndarray:
         """(n_total, item_dim + 2) float32: embedding, is-new flag and popularity of every item."""
@@ -268,17 +261,10 @@ class SlateSimulator:
         return per_item
 
     def context(self) -> SlateContext:
-        """What policies get besides the observation (hidden world only for references)."""
+        """What policies get besides the observation: observable data only, never the world."""
         return SlateContext(
             candidates=self.candidates,
             slate_size=self.config.slate_size,
             popularity=self.log.popularity,
             steps_left=self.config.horizon - self.world.session_step,
-            world=self.world,
-            obs_layout=(
-                self.encoder.user_dim,
-                N_USER_SCALARS,
-                self.encoder.item_dim,
-                N_ITEM_SCALARS,
-            ),
         )

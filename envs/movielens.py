@@ -1,4 +1,4 @@
-"""``RecSimLLM/MovieLens-v0``: slate recommendation in a world calibrated on MovieLens-100K.
+"""``RecSimLLM/MovieLens-v1``: slate recommendation in a world calibrated on MovieLens-100K.
 
 The MDP is ``SlateEnv``'s; only the world differs: items are the real movies, users are real
 users (fitted hidden tastes, demographic profile text), and choice, rating and churn parameters
@@ -56,7 +56,10 @@ class MovieLensEnv(SlateEnv):
     ``MultiDiscrete([n_candidates] * slate_size)`` (repeats repaired as in ``SlateEnv``).
 
     ## Observation Space
-    ``Box(-inf, inf, (obs_dim,), float32)`` from the encoder, as in ``SlateEnv``.
+    As in ``SlateEnv``: a ``Dict`` with ``"user"`` (encoder state and the six observable user
+    scalars: session progress, history fill, click rate, mean rating, mean watch time, steps
+    since the last click), ``"candidates"`` (per candidate embedding, is-new flag, popularity;
+    in a seeded random order) and ``"candidate_mask"`` (all ones).
 
     ## Rewards
     Engagement (watch time) of the clicked movie, 0 without a click.
@@ -75,7 +78,9 @@ class MovieLensEnv(SlateEnv):
     ``calibration``: a ``CalibrationConfig``. ``cache_dir``: on-disk cache of the fit.
 
     ## Version History
-    * v0: initial version.
+    * v1: as ``SlateEnv`` v1: ``Dict`` observation, candidates in a seeded random order, four
+      more observable user scalars; the calibrated world is unchanged.
+    * v0: initial version (flat ``Box`` observation, candidates in source order).
     """
 
     def __init__(

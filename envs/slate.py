@@ -1,4 +1,4 @@
-"""``RecSimLLM/Slate-v0``: one simulated user session per episode."""
+"""``RecSimLLM/Slate-v1``: one simulated user session per episode."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def resolve_config(config: EnvConfig | None, scenario: str | None) -> EnvConfig:
     if not isinstance(config, EnvConfig):
         raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
     return config
+
+
+def observation_space(sim: SlateSimulator) -> spaces.Dict:
+    """The single-user ``Dict`` observation space of ``sim`` (see ``SlateEnv``)."""
+    c = sim.config.n_candidates
+    return spaces.Dict(
+        {
+            "user": spaces.Box(-np.inf, np.inf, shape=(sim.user_obs_dim,), dtype=np.float32),
+            "candidates": spaces.Box(
+                -np.inf, np.inf, shape=(c, sim.item_obs_dim), dtype=np.float32
+            ),
+            "candidate_mask": spaces.Box(0.0, 1.0, shape=(c,), dtype=np.float32),
+        }
+    )
 
 
 def step_info(result: StepResult, row: int | slice) -> dict[str, Any]:
@@ -64,9 +78,26 @@ class SlateEnv(gym.Env):
     rejected with ``ValueError`` (``duplicate_policy='error'``).
 
     ## Observation Space
-    ``Box(-inf, inf, (obs_dim,), float32)``: the encoder's user state (from the profile and the
-    interaction-history text), session progress and history fill, then for each candidate its
-    text embedding from the same encoder, an is-new flag and log popularity. Never hidden state.
+    ``Dict`` of float32 ``Box`` es, never hidden state (key and scalar names in
+    ``recsim_llm.context``):
+
+    * ``"user"``, ``(user_dim + 6,)``: the encoder's user state (from the profile and the
+      interaction-history text), then six observable scalars: session progress (step /
+      horizon), history fill (steps kept / history_length), and over the kept history (the
+      log's last ``history_length`` steps) the click rate, the mean rating of the clicked items
+      / 5 (0 without a click), their mean watch time / 30 min (0 without a click) and the steps
+      since the last click / history_length (0: the latest step was a click; 1: no kept step
+      had one).
+    * ``"candidates"``, ``(n_candidates, item_dim + 2)``: per candidate its text embedding from
+      the same encoder, an is-new flag and log popularity (log1p(clicks) / 10). The candidates
+      (popular pool, new items, uniform sample) come in a seeded random order per user and
+      step, so a position says nothing about the source; the action's indices refer to this
+      order.
+    * ``"candidate_mask"``, ``(n_candidates,)``: 1 for a real candidate, 0 for padding (all
+      ones today).
+
+    ``FlattenSlateObservation`` (``recsim_llm.context.flatten_observation``) gives one flat
+    ``Box``: ``"user"``, then ``"candidates"`` row-major, the mask dropped (for ``MlpPolicy``).
 
     ## Rewards
     Engagement: watch time in minutes of the clicked item, 0 without a click.
@@ -84,7 +115,14 @@ class SlateEnv(gym.Env):
     with one user slot (e.g. a calibrated one).
 
     ## Version History
-    * v0: initial version.
+    * v1: ``Dict`` observation (``user`` / ``candidates`` / ``candidate_mask``) instead of one
+      flat ``Box``; candidates in a seeded random order instead of source order (popular, new,
+      random), which also changes the random stream (same seed, other trajectory than v0);
+      four more user scalars (click rate, mean rating, mean watch time, steps since the last
+      click); the ``SlateContext`` policies get no longer carries the hidden world (privileged
+      references are given it by the evaluation harness). The world itself is unchanged.
+    * v0: initial version (flat ``Box``: user state, 2 user scalars, then per candidate its
+      embedding and 2 scalars; candidates in source order).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -103,9 +141,7 @@ class SlateEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.sim = SlateSimulator(self.config, 1, catalog=catalog, encoder=encoder, world=world)
-        self.observation_space = spaces.Box(
-            -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
-        )
+        self.observation_space = observation_space(self.sim)
         self.action_space = spaces.MultiDiscrete(
             [self.config.n_candidates] * self.config.slate_size
         )
@@ -123,13 +159,13 @@ class SlateEnv(gym.Env):
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         obs = self.sim.reset(self.np_random)
         self._needs_reset = False
-        return obs[0], {"user_profile_chars": len(self.sim.log.profiles[0])}
+        return _row(obs, 0), {"user_profile_chars": len(self.sim.log.profiles[0])}
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         arr = np.asarray(action)
@@ -137,7 +173,7 @@ class SlateEnv(gym.Env):
             raise ValueError(f"action must have shape ({self.config.slate_size},), got {arr.shape}")
         result = self.sim.step(arr[None, :], self.np_random)
         self.sim.draw_candidates(self.np_random)
-        obs = self.sim.observe()[0]
+        obs = _row(self.sim.observe(), 0)
         terminated = bool(result.terminated[0])
         truncated = bool(result.truncated[0])
         self._needs_reset = terminated or truncated
@@ -147,3 +183,8 @@ class SlateEnv(gym.Env):
         if self.render_mode != "ansi":
             return None
         return self.sim.log.history_text(0, self.sim.titles, max_clicks=12)
+
+
+def _row(obs: dict[str, np.ndarray], row: int) -> dict[str, np.ndarray]:
+    """One user's observation from a batched one (views of fresh arrays)."""
+    return {key: value[row] for key, value in obs.items()}

@@ -3,8 +3,9 @@
 Unlike a ``SyncVectorEnv`` of single envs, every step is a handful of NumPy operations over all
 users. Autoreset is ``SAME_STEP``: when a user churns or its session ends, the returned
 observation is already the next new user's, and the last observation of the finished session is
-in ``info['final_obs']`` (mask ``info['_final_obs']``), with its step info in
-``info['final_info']``.
+in ``info['final_obs']`` (mask ``info['_final_obs']``; each entry is that user's ``Dict``
+observation), with its step info in ``info['final_info']``. Observations are ``Dict`` s of
+batched arrays (``user`` (n, ...), ``candidates`` (n, n_candidates, ...), ``candidate_mask``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gymnasium.vector.utils import batch_space
 from recsim_llm.config import EnvConfig
 from recsim_llm.encoders import UserEncoder
 from recsim_llm.envs.core import SlateSimulator
-from recsim_llm.envs.slate import resolve_config, step_info
+from recsim_llm.envs.slate import observation_space, resolve_config, step_info
 from recsim_llm.world import Catalog, World
 
 
@@ -58,9 +59,7 @@ class SlateVectorEnv(VectorEnv):
         self.sim = SlateSimulator(
             self.config, self.num_envs, catalog=catalog, encoder=encoder, world=world
         )
-        self.single_observation_space = spaces.Box(
-            -np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32
-        )
+        self.single_observation_space = observation_space(self.sim)
         self.single_action_space = spaces.MultiDiscrete(
             [self.config.n_candidates] * self.config.slate_size
         )
@@ -76,7 +75,7 @@ class SlateVectorEnv(VectorEnv):
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if isinstance(seed, list):
             raise ValueError("seed must be an int or None for SlateVectorEnv (one batched world)")
         super().reset(seed=seed)
@@ -86,7 +85,7 @@ class SlateVectorEnv(VectorEnv):
 
     def step(
         self, actions: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         rng = self.np_random
@@ -100,13 +99,15 @@ class SlateVectorEnv(VectorEnv):
             final_info: dict[str, Any] = {k: v.copy() for k, v in info.items()}
             final_info.update({f"_{k}": done.copy() for k in info})
             final_obs = np.full(self.num_envs, None, dtype=object)
-            for row, kept in zip(rows.tolist(), obs[rows], strict=True):
-                final_obs[row] = kept  # rows of one copy, not views of the returned obs
+            kept = {key: value[rows] for key, value in obs.items()}  # one copy, not views
+            for i, row in enumerate(rows.tolist()):
+                final_obs[row] = {key: value[i] for key, value in kept.items()}
             info["final_obs"] = final_obs
             info["_final_obs"] = done.copy()
             info["final_info"] = final_info
             info["_final_info"] = done.copy()
             self.sim.reset_users(rows, rng)
             self.sim.draw_candidates(rng, rows)
-            obs[rows] = self.sim.observe(rows)
+            for key, value in self.sim.observe(rows).items():
+                obs[key][rows] = value
         return obs, result.reward, result.terminated, result.truncated, info

@@ -1,4 +1,4 @@
-"""Wrappers: continuous candidate scores -> top-k slate, for continuous-action algorithms."""
+"""Wrappers: continuous candidate scores -> top-k slate; the ``Dict`` observation -> flat ``Box``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,31 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from recsim_llm.context import flatten_observation
+
+
+def flat_observation_space(space: spaces.Space) -> spaces.Box:
+    """The flat ``Box`` of a single-user slate ``Dict`` space: user, then candidates row-major."""
+    if not isinstance(space, spaces.Dict) or not {"user", "candidates"} <= set(space.spaces):
+        raise ValueError("expected the slate envs' Dict observation space (user, candidates)")
+    n = int(space["user"].shape[0]) + int(np.prod(space["candidates"].shape))
+    return spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+
+
+class FlattenSlateObservation(gym.ObservationWrapper):
+    """The slate env's ``Dict`` observation as one flat ``Box`` (for ``MlpPolicy``).
+
+    The flat vector is ``obs['user']`` followed by ``obs['candidates']`` row-major (candidate
+    0's features first); the candidate mask is dropped.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = flat_observation_space(env.observation_space)
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return flatten_observation(observation)
 
 
 def scores_to_slate(scores: np.ndarray, slate_size: int) -> np.ndarray:
@@ -43,7 +68,15 @@ class TopKSlateWrapper(gym.ActionWrapper):
 
 
 def make_scores_env(**kwargs: Any) -> gym.Env:
-    """``RecSimLLM/SlateScores-v0``: ``SlateEnv`` behind ``TopKSlateWrapper``."""
+    """``RecSimLLM/SlateScores-v1``: ``SlateEnv`` behind ``TopKSlateWrapper``.
+
+    The contract is ``SlateEnv``'s (``Dict`` observation, shuffled candidates, rewards, episode
+    end) except the action: a ``Box(-1, 1, (n_candidates,))`` of scores, the slate being the
+    ``slate_size`` highest (ties to the lower index).
+
+    Version History: v1 as ``SlateEnv`` v1 (``Dict`` observation, shuffled candidates, more
+    user scalars); v0 initial version.
+    """
     from recsim_llm.envs.slate import SlateEnv
 
     return TopKSlateWrapper(SlateEnv(**kwargs))

@@ -2,6 +2,8 @@
 
 Per user, a mix of the most clicked items so far (observable popularity), newly arrived items
 and a uniform sample of everything available; always distinct within a user's candidate set.
+Each user's candidates come in a seeded random order (a permutation drawn from the same
+generator), so a candidate's position does not reveal which source it came from.
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ class CandidateGenerator:
     def sample(
         self, n_users: int, clock: int, popularity: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """(n_users, n_candidates) distinct item ids available at world step ``clock``."""
+        """(n_users, n_candidates) distinct item ids available at world step ``clock``.
+
+        Every row is shuffled by its own permutation drawn from ``rng`` (after the draws of the
+        sources), so positions carry no information about the source.
+        """
+        return rng.permuted(self.sample_by_source(n_users, clock, popularity, rng), axis=1)
+
+    def sample_by_source(
+        self, n_users: int, clock: int, popularity: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``sample`` before the shuffle: per row the popular, then new, then random candidates.
+
+        The same draws as ``sample`` up to the shuffle (tests use it to locate the sources).
+        """
         cfg = self.config
         arrival = self.catalog.arrival_step
         available = np.flatnonzero(arrival <= clock)

@@ -3,6 +3,10 @@
 One evaluation run of a policy on a seed is ``n_users`` concurrent sessions in the batched env:
 every user slot's first session (until churn or the horizon) is measured; later sessions in a
 slot (autoreset users) are not counted.
+
+The harness is the one place that hands the hidden world to a policy: it attaches the world of
+the env it builds to privileged reference policies (``privileged = True``: myopic, fixed mixes,
+oracle) and to no other; tables mark privileged policies with ``PRIVILEGED_MARK``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import numpy as np
 
 from recsim_llm.agents.base import LearningSlatePolicy, SlatePolicy
 from recsim_llm.config import EnvConfig
+from recsim_llm.context import attach_world, is_privileged
 from recsim_llm.results import SESSION_STEP, ResultRow
+
+PRIVILEGED_MARK = "†"
+"""Appended to a privileged reference policy's name in summary tables (it reads hidden state)."""
 
 SESSION_METRICS = ("return", "clicks", "session_length", "churned", "final_satisfaction")
 STEP_METRICS = (
@@ -48,7 +56,8 @@ def rollout(
     """Run ``policy`` for one session per user slot on ``config`` with ``seed``.
 
     Args:
-        policy: the slate policy (``reset(seed)`` is called first).
+        policy: the slate policy (``reset(seed)`` is called first; a privileged one is attached
+            to the env's hidden world).
         config: environment config.
         seed: seeds the env and the policy.
         n_users: concurrent sessions.
@@ -62,6 +71,7 @@ def rollout(
     if not isinstance(env, SlateVectorEnv) or env.num_envs != n_users:
         raise ValueError("env must be a SlateVectorEnv with num_envs == n_users")
     obs, _ = env.reset(seed=seed)
+    attach_world(policy, env.sim.world)
     policy.reset(seed)
     active = np.ones(n_users, dtype=bool)
     ret = np.zeros(n_users)
@@ -160,6 +170,13 @@ class PolicySummary:
     policy: str
     per_seed: dict[str, np.ndarray]
     """metric -> (n_seeds,) mean over the seed's sessions."""
+    privileged: bool = False
+    """Whether the policy is a privileged reference (read the hidden world)."""
+
+    @property
+    def label(self) -> str:
+        """The name as tables show it: privileged references carry ``PRIVILEGED_MARK``."""
+        return f"{self.policy}{PRIVILEGED_MARK}" if self.privileged else self.policy
 
     def ci(self, metric: str = "return") -> tuple[float, float, float]:
         return bootstrap_ci(self.per_seed[metric])
@@ -211,14 +228,21 @@ def evaluate(
             for m in SESSION_METRICS:
                 per_seed[m].append(float(np.mean(result.sessions[m])))
         summaries.append(
-            PolicySummary(policy.name, {m: np.asarray(v) for m, v in per_seed.items()})
+            PolicySummary(
+                policy.name,
+                {m: np.asarray(v) for m, v in per_seed.items()},
+                privileged=is_privileged(policy),
+            )
         )
     bar.close()
     return summaries, rows
 
 
 def summary_table(summaries: Sequence[PolicySummary]) -> str:
-    """A markdown table: return with 95% CI, clicks, session length and churn per policy."""
+    """A markdown table: return with 95% CI, clicks, session length and churn per policy.
+
+    Privileged references are marked ``name†``, with a footnote under the table.
+    """
     lines = [
         "| policy | return (min watched) | 95% CI | clicks | session length | churned |",
         "|---|---:|---|---:|---:|---:|",
@@ -226,8 +250,13 @@ def summary_table(summaries: Sequence[PolicySummary]) -> str:
     for s in summaries:
         mean, low, high = s.ci("return")
         lines.append(
-            f"| {s.policy} | {mean:.1f} | [{low:.1f}, {high:.1f}] | "
+            f"| {s.label} | {mean:.1f} | [{low:.1f}, {high:.1f}] | "
             f"{s.per_seed['clicks'].mean():.1f} | {s.per_seed['session_length'].mean():.1f} | "
             f"{s.per_seed['churned'].mean():.1%} |"
         )
+    if any(s.privileged for s in summaries):
+        lines += [
+            "",
+            f"{PRIVILEGED_MARK} privileged reference: reads the hidden world, not deployable.",
+        ]
     return "\n".join(lines)

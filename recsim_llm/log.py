@@ -13,6 +13,11 @@ import numpy as np
 
 from recsim_llm import text
 
+RATING_SCALE = 5.0
+"""Ratings are 1..5; ``feedback`` reports them divided by this (0 without a rated click)."""
+ENGAGEMENT_SCALE = 30.0
+"""Minutes; ``feedback`` reports watch time divided by this (about [0, 1] in the default world)."""
+
 
 class InteractionLog:
     """Observable history of ``n_users`` user slots.
@@ -86,6 +91,33 @@ class InteractionLog:
         if items.size and (items.min() < 0 or items.max() >= self.popularity.size):
             raise IndexError(f"clicked item ids must be in [0, {self.popularity.size - 1}]")
         self.popularity += np.bincount(items, minlength=self.popularity.size)
+
+    def feedback(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """(n, 4) float64 summaries of each user's kept history (the last ``history_length`` steps).
+
+        Columns: click rate (clicks / steps kept, 0 with no step), mean rating of the clicked
+        items / ``RATING_SCALE`` (0 with no click), mean watch time of the clicked items /
+        ``ENGAGEMENT_SCALE`` (0 with no click), and steps since the last click / history_length
+        (0 when the latest step was a click, 1 when no kept step has one).
+        """
+        rows = slice(None) if rows is None else rows
+        h = self.history_length
+        click_pos = self.click_pos[rows]
+        count = self.count[rows]
+        clicked = click_pos >= 0  # unfilled slots hold -1: never a click
+        n_clicks = clicked.sum(axis=1)
+        n_kept = np.minimum(count, h)
+        per_click = np.maximum(n_clicks, 1)
+        out = np.empty((click_pos.shape[0], 4))
+        out[:, 0] = n_clicks / np.maximum(n_kept, 1)
+        out[:, 1] = np.where(clicked, self.rating[rows], 0.0).sum(axis=1) / per_click
+        out[:, 1] /= RATING_SCALE
+        out[:, 2] = np.where(clicked, self.engagement[rows], 0.0).sum(axis=1) / per_click
+        out[:, 2] /= ENGAGEMENT_SCALE
+        # Ring slot j was written (count - 1 - j) mod h steps ago.
+        age = (count[:, None] - 1 - np.arange(h)[None, :]) % h
+        out[:, 3] = np.where(clicked, age, h).min(axis=1) / h
+        return out
 
     def last_slot(self) -> np.ndarray:
         """(n_users,) ring-buffer index of each user's latest step (meaningful where count > 0)."""

@@ -3,8 +3,8 @@
 ``import recsim_llm`` registers the ids without importing gymnasium itself, so that the pure
 NumPy parts (``recsim_llm.world``) stay free of it: if gymnasium is already imported the ids are
 registered at once; otherwise a one-shot import hook registers them right after gymnasium's own
-module has run, whoever imports it. Either way ``gym.make("RecSimLLM/Slate-v0")`` works after
-``import recsim_llm``, in either import order, and so does the ``"recsim_llm:RecSimLLM/Slate-v0"``
+module has run, whoever imports it. Either way ``gym.make("RecSimLLM/Slate-v1")`` works after
+``import recsim_llm``, in either import order, and so does the ``"recsim_llm:RecSimLLM/Slate-v1"``
 form of ``gym.make``.
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-ENV_IDS = ("RecSimLLM/Slate-v0", "RecSimLLM/SlateScores-v0")
+ENV_IDS = ("RecSimLLM/Slate-v1", "RecSimLLM/SlateScores-v1")
 
-DATA_ENV_IDS = ("RecSimLLM/MovieLens-v0",)
+DATA_ENV_IDS = ("RecSimLLM/MovieLens-v1",)
 """Ids that need a data directory (``gym.make(id, data_dir=...)``); not in ``ENV_IDS``."""
 
 
@@ -28,20 +28,20 @@ def register_envs() -> None:
     """Register every recsim_llm id with gymnasium, importing it (idempotent)."""
     import gymnasium as gym
 
-    if "RecSimLLM/Slate-v0" not in gym.registry:
+    if "RecSimLLM/Slate-v1" not in gym.registry:
         gym.register(
-            id="RecSimLLM/Slate-v0",
+            id="RecSimLLM/Slate-v1",
             entry_point="recsim_llm.envs.slate:SlateEnv",
             vector_entry_point="recsim_llm.envs.vector:SlateVectorEnv",
         )
-    if "RecSimLLM/SlateScores-v0" not in gym.registry:
+    if "RecSimLLM/SlateScores-v1" not in gym.registry:
         gym.register(
-            id="RecSimLLM/SlateScores-v0",
+            id="RecSimLLM/SlateScores-v1",
             entry_point="recsim_llm.envs.wrappers:make_scores_env",
         )
-    if "RecSimLLM/MovieLens-v0" not in gym.registry:
+    if "RecSimLLM/MovieLens-v1" not in gym.registry:
         gym.register(
-            id="RecSimLLM/MovieLens-v0",
+            id="RecSimLLM/MovieLens-v1",
             entry_point="recsim_llm.envs.movielens:MovieLensEnv",
             vector_entry_point="recsim_llm.envs.movielens:MovieLensVectorEnv",
         )

@@ -32,16 +32,33 @@ def rollout_trace(env: gym.Env, seed: int, n_steps: int, action_seed: int = 0) -
             obs, _ = env.reset()
         observations.append(obs)
     return {
-        "observations": np.asarray(observations),
+        "observations": stack_observations(observations),
         "rewards": np.asarray(rewards, dtype=np.float64),
         "dones": np.asarray(dones),
     }
 
 
+def stack_observations(observations: list[Any]) -> Any:
+    """Observations stacked along a new first axis: an array, or a dict of arrays per key."""
+    if observations and isinstance(observations[0], dict):
+        return {k: np.asarray([o[k] for o in observations]) for k in observations[0]}
+    return np.asarray(observations)
+
+
+def same_observation(a: Any, b: Any) -> bool:
+    """Whether two observations (arrays or dicts of arrays) are bit-identical, shapes included."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        if not (isinstance(a, dict) and isinstance(b, dict)) or set(a) != set(b):
+            return False
+        return all(same_observation(a[k], b[k]) for k in a)
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b)
+
+
 def assert_same_trace(a: dict[str, Any], b: dict[str, Any]) -> None:
     """Raise ``AssertionError`` unless two traces are bit-identical."""
     for key in ("observations", "rewards", "dones"):
-        if a[key].shape != b[key].shape or not np.array_equal(a[key], b[key]):
+        if not same_observation(a[key], b[key]):
             raise AssertionError(f"traces differ in {key}")
 
 
@@ -80,7 +97,7 @@ def check_recsim_env(make_env: Callable[[], gym.Env], n_steps: int = 50) -> None
     for _ in range(5):
         action = _sample(env.action_space, rng)
         a, b = env.step(action), clone.step(action)
-        if not (np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2:4] == b[2:4]):
+        if not (same_observation(a[0], b[0]) and a[1] == b[1] and a[2:4] == b[2:4]):
             raise AssertionError("a pickled copy does not continue like the original")
         if a[2] or a[3]:
             break

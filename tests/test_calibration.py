@@ -110,10 +110,10 @@ def test_same_seed_same_trajectory(fixture_dir: Path) -> None:
         )
         env.action_space.seed(3)
         obs, _ = env.reset(seed=11)
-        out = [float(obs.sum())]
+        out = [float(obs["user"].sum() + obs["candidates"].sum())]
         for _ in range(25):
             obs, reward, term, trunc, info = env.step(env.action_space.sample())
-            out += [float(obs.sum()), reward, info["rating"]]
+            out += [float(obs["user"].sum() + obs["candidates"].sum()), reward, info["rating"]]
             if term or trunc:
                 obs, _ = env.reset()
         return out
@@ -123,16 +123,17 @@ def test_same_seed_same_trajectory(fixture_dir: Path) -> None:
 
 def test_registered_id_and_vector_env(fixture_dir: Path) -> None:
     env = gym.make(
-        "RecSimLLM/MovieLens-v0", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST
+        "RecSimLLM/MovieLens-v1", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST
     )
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     venv = MovieLensVectorEnv(4, data_dir=fixture_dir, config=SMALL_ENV, calibration=FAST)
     obs, _ = venv.reset(seed=0)
-    assert obs.shape == (4, venv.single_observation_space.shape[0])
+    assert obs["user"].shape == (4, *venv.single_observation_space["user"].shape)
+    assert venv.observation_space.contains(obs)
     for _ in range(40):  # beyond the horizon: autoreset must bring in new real users
         obs, reward, term, trunc, info = venv.step(venv.action_space.sample())
-    assert obs.dtype == np.float32 and reward.shape == (4,)
+    assert obs["candidates"].dtype == np.float32 and reward.shape == (4,)
     with pytest.raises(ValueError, match="data_dir is required"):
         MovieLensEnv()
 
@@ -341,7 +342,7 @@ def test_real_env_passes_the_same_checks_as_the_synthetic_one(real: calib.Calibr
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = gym.make(
-        "RecSimLLM/MovieLens-v0", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow")
+        "RecSimLLM/MovieLens-v1", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow")
     )
     assert env.unwrapped.calibration is real  # the fit is cached per data directory
     check_env(env.unwrapped, skip_render_check=True)

@@ -20,7 +20,7 @@ from recsim_llm.envs.wrappers import TopKSlateWrapper, scores_to_slate
 from recsim_llm.testing import assert_same_trace, check_recsim_env, rollout_trace
 
 
-@pytest.mark.parametrize("env_id", ["RecSimLLM/Slate-v0", "RecSimLLM/SlateScores-v0"])
+@pytest.mark.parametrize("env_id", ["RecSimLLM/Slate-v1", "RecSimLLM/SlateScores-v1"])
 def test_registered_ids_pass_all_checks(env_id, bow_config):
     check_recsim_env(lambda: gym.make(env_id, config=bow_config), n_steps=40)
 
@@ -31,7 +31,7 @@ def test_every_registered_id_is_listed():
 
 
 def test_make_with_module_prefix():
-    env = gym.make("recsim_llm:RecSimLLM/Slate-v0", config=EnvConfig(encoder="bow"))
+    env = gym.make("recsim_llm:RecSimLLM/Slate-v1", config=EnvConfig(encoder="bow"))
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
 
@@ -40,10 +40,12 @@ _TRACE_SCRIPT = """
 import hashlib, sys, numpy as np, gymnasium as gym, recsim_llm
 from recsim_llm.config import EnvConfig
 from recsim_llm.testing import rollout_trace
-env = gym.make("RecSimLLM/Slate-v0", config=EnvConfig(encoder="bow", horizon=30))
+env = gym.make("RecSimLLM/Slate-v1", config=EnvConfig(encoder="bow", horizon=30))
 t = rollout_trace(env, seed=11, n_steps=60)
 h = hashlib.sha256()
-for k in ("observations", "rewards", "dones"):
+for k in ("user", "candidates", "candidate_mask"):
+    h.update(np.ascontiguousarray(t["observations"][k]).tobytes())
+for k in ("rewards", "dones"):
     h.update(np.ascontiguousarray(t[k]).tobytes())
 print(h.hexdigest())
 """
@@ -57,12 +59,14 @@ def test_same_seed_same_trajectory_across_processes():
         for _ in range(2)
     }
     local = rollout_trace(
-        gym.make("RecSimLLM/Slate-v0", config=EnvConfig(encoder="bow", horizon=30)),
+        gym.make("RecSimLLM/Slate-v1", config=EnvConfig(encoder="bow", horizon=30)),
         seed=11,
         n_steps=60,
     )
     h = hashlib.sha256()
-    for k in ("observations", "rewards", "dones"):
+    for k in ("user", "candidates", "candidate_mask"):
+        h.update(np.ascontiguousarray(local["observations"][k]).tobytes())
+    for k in ("rewards", "dones"):
         h.update(np.ascontiguousarray(local[k]).tobytes())
     digests.add(h.hexdigest())
     assert len(digests) == 1
@@ -71,7 +75,7 @@ def test_same_seed_same_trajectory_across_processes():
 def test_different_seeds_differ(bow_config):
     a = rollout_trace(SlateEnv(config=bow_config), seed=1, n_steps=20)
     b = rollout_trace(SlateEnv(config=bow_config), seed=2, n_steps=20)
-    assert not np.array_equal(a["observations"], b["observations"])
+    assert not np.array_equal(a["observations"]["user"], b["observations"]["user"])
 
 
 def test_observation_never_contains_hidden_state(bow_config):
@@ -83,7 +87,7 @@ def test_observation_never_contains_hidden_state(bow_config):
     sim = env.sim
     states = sim.states.copy()
     sim.encoder.update(states, sim.log, sim.item_embeddings, sim.titles)
-    expected = (states.copy(), sim.observe().copy())
+    expected = (states.copy(), sim.observe())
     world, cat = env.world, env.world.catalog
     hidden = [
         world.interest,
@@ -101,7 +105,8 @@ def test_observation_never_contains_hidden_state(bow_config):
         states2 = sim.states.copy()
         sim.encoder.update(states2, sim.log, sim.item_embeddings, sim.titles)
         assert np.array_equal(states2, expected[0])
-        assert np.array_equal(sim.observe(), expected[1])
+        again = sim.observe()
+        assert all(np.array_equal(again[k], expected[1][k]) for k in expected[1])
     finally:
         for a, o in zip(hidden, originals, strict=True):
             a[...] = o
@@ -114,7 +119,8 @@ def test_observation_never_contains_hidden_state(bow_config):
             cat.appeal[env.candidates],
         ]
     )
-    assert not np.isin(secret.astype(np.float32), obs).any()
+    for part in obs.values():
+        assert not np.isin(secret.astype(np.float32), part).any()
 
 
 def test_terminated_is_churn_and_truncated_is_horizon():
@@ -232,7 +238,8 @@ def test_pickle_round_trip_keeps_trajectory(bow_config):
     clone = pickle.loads(pickle.dumps(env))
     a = [env.step(np.arange(5))[0] for _ in range(5)]
     b = [clone.step(np.arange(5))[0] for _ in range(5)]
-    assert np.array_equal(np.stack(a), np.stack(b))
+    for key in a[0]:
+        assert np.array_equal(np.stack([o[key] for o in a]), np.stack([o[key] for o in b]))
 
 
 @pytest.mark.parametrize("scenario", ["default", "taste-shift", "cascade", "new-items"])
@@ -241,7 +248,7 @@ def test_scenarios_run(scenario):
 
     env = SlateEnv(config=scenario_config(scenario, encoder="bow", horizon=45))
     trace = rollout_trace(env, seed=0, n_steps=15)
-    assert np.all(np.isfinite(trace["observations"]))
+    assert all(np.all(np.isfinite(v)) for v in trace["observations"].values())
 
 
 def test_unknown_scenario():

@@ -45,7 +45,9 @@ def test_policies_return_distinct_valid_slates(bow_config):
 
     env = SlateVectorEnv(32, config=bow_config)
     obs, _ = env.reset(seed=0)
-    for policy in (RandomPolicy(), MyopicPolicy(), OraclePolicy(), *fixed_mix_grid(6)):
+    world = env.world
+    privileged = (MyopicPolicy(world), OraclePolicy(world=world), *fixed_mix_grid(6, world))
+    for policy in (RandomPolicy(), *privileged):
         slate = policy.act(obs, env.sim.context())
         assert slate.shape == (32, 5)
         assert all(len(set(row)) == 5 for row in slate.tolist())
@@ -61,7 +63,9 @@ def test_fixed_mix_shows_the_requested_share_of_clickbait(bow_config):
     bait = env.world.catalog.clickbait
     enough = bait[ctx.candidates].sum(axis=1) >= 5
     for mix, n in ((0.0, 0), (0.4, 2), (1.0, 5)):
-        slate = np.take_along_axis(ctx.candidates, FixedMixPolicy(mix).act(obs, ctx), axis=1)
+        slate = np.take_along_axis(
+            ctx.candidates, FixedMixPolicy(mix, env.world).act(obs, ctx), axis=1
+        )
         assert (bait[slate].sum(axis=1)[enough] == n).all()
 
 

@@ -172,3 +172,28 @@ def test_every_recsim_llm_name_imported_anywhere_exists():
                 except ImportError:
                     missing.append(f"{path.relative_to(REPO)}: {node.module}.{alias.name}")
     assert not missing, missing
+
+
+def test_envs_never_import_agents():
+    """The envs sit below the policies: no module under ``envs/`` imports the agents package,
+    not even in a function or a ``TYPE_CHECKING`` block (the context policies get lives in
+    ``recsim_llm.context``)."""
+    offenders = []
+    for name, path in project_modules().items():
+        if not name.startswith("recsim_llm.envs"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for target in targets:
+                if target in ("agents", "recsim_llm.agents") or target.startswith(
+                    ("agents.", "recsim_llm.agents.")
+                ):
+                    offenders.append(f"{name}: {target}")
+    assert not offenders, offenders
+    assert "recsim_llm.context" in import_graph()["recsim_llm.envs.core"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from recsim_llm.config import EnvConfig, WorldConfig
+from recsim_llm.context import flatten_observation
 from recsim_llm.envs.vector import SlateVectorEnv
 from recsim_llm.lm.finetune import FinetuneConfig, finetune
 from recsim_llm.lm.logs import event_type, world_hash, write_behaviour_logs
@@ -47,11 +48,11 @@ def _env(encoder_dir, encoder="lm-fast", n=5, **kw):
 def _run(env, steps, seed=0):
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
-    out = [obs]
+    out = [flatten_observation(obs)]  # user state first, then the candidates
     for _ in range(steps):
         action = np.argsort(rng.random((env.num_envs, env.config.n_candidates)), axis=1)[:, :5]
         obs, *_ = env.step(action)
-        out.append(obs)
+        out.append(flatten_observation(obs))
     return out
 
 
@@ -63,7 +64,7 @@ def test_fast_state_layout_and_determinism(encoder_dir):
     b = _run(_env(encoder_dir), 6)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
-    assert a[-1].shape == (5, env.sim.obs_dim) and a[-1].dtype == np.float32
+    assert a[-1].shape == (5, env.sim.flat_dim) and a[-1].dtype == np.float32
     states = env.sim.states
     np.testing.assert_allclose(np.linalg.norm(states[:, :d], axis=1), 1.0, atol=1e-5)
     assert not np.allclose(a[0][:, :d], a[-1][:, :d])  # the history moved the state
@@ -188,12 +189,12 @@ def test_default_world_lm_fast_env_runs_without_torch():
     code = (
         "import sys, numpy as np, gymnasium as gym, recsim_llm\n"
         "from recsim_llm.config import EnvConfig\n"
-        "env = gym.make('RecSimLLM/Slate-v0', config=EnvConfig(encoder='lm-fast'))\n"
+        "env = gym.make('RecSimLLM/Slate-v1', config=EnvConfig(encoder='lm-fast'))\n"
         "obs, _ = env.reset(seed=0)\n"
         "for _ in range(30):\n"
         "    obs, r, term, trunc, info = env.step(np.arange(5))\n"
         "    if term or trunc: obs, _ = env.reset()\n"
-        "assert np.isfinite(obs).all()\n"
+        "assert all(np.isfinite(v).all() for v in obs.values())\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -6,6 +6,8 @@ from a per-item table, the encoder updates with fancy-indexed copies, a per-row 
 kept here verbatim over the same public parts (``World``, ``InteractionLog``'s arrays, the
 encoder's item/profile embeddings). The env must give the same observations, rewards, flags and
 infos bit for bit for the same seed and actions: every random draw in the same order.
+The reference was extended for v1 of the envs (candidates shuffled per row with
+``rng.permuted``, four feedback scalars computed user by user, a ``Dict`` observation).
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from recsim_llm.envs.vector import SlateVectorEnv
 from recsim_llm.log import InteractionLog
 from recsim_llm.scenarios import scenario_config
 from recsim_llm.world import World
-
-N_USER_SCALARS = N_ITEM_SCALARS = 2
 
 
 def ref_make_distinct(candidates, available, rng):
@@ -62,7 +62,25 @@ def ref_sample(cfg, catalog, n_users, clock, popularity, rng):
         parts.append(pool[rng.integers(pool.size, size=(n_users, cfg.n_new_candidates))])
     n_random = c - cfg.n_popular_candidates - cfg.n_new_candidates
     parts.append(available[rng.integers(available.size, size=(n_users, n_random))])
-    return ref_make_distinct(np.concatenate(parts, axis=1), available, rng)
+    distinct = ref_make_distinct(np.concatenate(parts, axis=1), available, rng)
+    return rng.permuted(distinct, axis=1)
+
+
+def ref_feedback(log, row):
+    """Click rate, mean rating / 5, mean watch time / 30, steps since click / H, for one user."""
+    h = log.history_length
+    steps = log.recent_steps(row)  # most recent first
+    clicked = [s for s in steps if log.click_pos[row, s] >= 0]
+    rate = len(clicked) / len(steps) if steps else 0.0
+    if clicked:
+        rating = sum(log.rating[row, s] for s in clicked) / len(clicked) / 5.0
+        watch = np.where(log.click_pos[row] >= 0, log.engagement[row], 0.0).sum()
+        watch = watch / len(clicked) / 30.0
+        since = next(i for i, s in enumerate(steps) if log.click_pos[row, s] >= 0) / h
+    else:
+        rating = watch = 0.0
+        since = 1.0
+    return [rate, rating, watch, since]
 
 
 def ref_bow_update(enc, states, log, item_embeddings):
@@ -150,11 +168,6 @@ class ReferenceVectorEnv:
         )
         self.encoded = np.zeros(self.catalog.n_total, dtype=bool)
         self.states = np.zeros((n, self.encoder.user_dim), dtype=np.float32)
-        self.obs_dim = (
-            self.encoder.user_dim
-            + N_USER_SCALARS
-            + config.n_candidates * (self.encoder.item_dim + N_ITEM_SCALARS)
-        )
 
     def new_log(self) -> InteractionLog:
         c = self.config
@@ -180,7 +193,8 @@ class ReferenceVectorEnv:
                 *args, len(rows), self.world.clock, self.log.popularity, rng
             )
 
-    def observe(self, rows=None) -> np.ndarray:
+    def observe(self, rows=None) -> dict[str, np.ndarray]:
+        user_rows = np.arange(self.n) if rows is None else np.asarray(rows, dtype=np.int64)
         rows = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         cfg, cat = self.config, self.catalog
         candidates = self.candidates[rows]
@@ -202,10 +216,15 @@ class ReferenceVectorEnv:
                 (np.minimum(self.log.count[rows], cfg.history_length) / cfg.history_length)[
                     :, None
                 ].astype(np.float32),
+                np.array([ref_feedback(self.log, r) for r in user_rows]).reshape(n, 4),
             ],
             axis=1,
-        )
-        return np.concatenate([user, per_item[candidates].reshape(n, -1)], axis=1)
+        ).astype(np.float32)
+        return {
+            "user": user,
+            "candidates": per_item[candidates],
+            "candidate_mask": np.ones(candidates.shape, dtype=np.float32),
+        }
 
     def reset(self, seed: int) -> np.ndarray:
         self.rng, _ = seeding.np_random(seed)
@@ -261,19 +280,26 @@ class ReferenceVectorEnv:
             rows = np.flatnonzero(done)
             final_obs = np.full(self.n, None, dtype=object)
             for row in rows:
-                final_obs[row] = obs[row].copy()
+                final_obs[row] = {k: v[row].copy() for k, v in obs.items()}
             info["final_obs"] = final_obs
             self.reset_users(rows, rng)
             self.draw(rng, rows)
-            obs[rows] = self.observe(rows)
+            for k, v in self.observe(rows).items():
+                obs[k][rows] = v
         return obs, r.engagement.astype(np.float32), terminated, truncated, info
+
+
+def _assert_same_obs(obs, r_obs, message: str) -> None:
+    assert set(obs) == set(r_obs) == {"user", "candidates", "candidate_mask"}, message
+    for key, value in r_obs.items():
+        assert obs[key].dtype == np.float32 and obs[key].flags.c_contiguous, message
+        assert np.array_equal(obs[key], value), f"{message} ({key})"
 
 
 def _assert_same_step(got, want, where: str) -> None:
     obs, reward, term, trunc, info = got
     r_obs, r_reward, r_term, r_trunc, r_info = want
-    assert obs.dtype == np.float32 and obs.flags.c_contiguous
-    assert np.array_equal(obs, r_obs), f"observations differ {where}"
+    _assert_same_obs(obs, r_obs, f"observations differ {where}")
     assert reward.dtype == r_reward.dtype and np.array_equal(reward, r_reward), where
     assert np.array_equal(term, r_term) and np.array_equal(trunc, r_trunc), where
     for key, value in r_info.items():
@@ -281,7 +307,7 @@ def _assert_same_step(got, want, where: str) -> None:
             mask = np.array([v is not None for v in value])
             assert np.array_equal(info["_final_obs"], mask), where
             for a, b in zip(info[key][mask], value[mask], strict=True):
-                assert a.dtype == np.float32 and np.array_equal(a, b), f"final obs {where}"
+                _assert_same_obs(a, b, f"final obs {where}")
         else:
             assert np.array_equal(info[key], value), f"info[{key!r}] differs {where}"
 
@@ -303,7 +329,7 @@ def test_vector_env_matches_the_reference(scenario, encoder, n_users, horizon):
     env = SlateVectorEnv(n_users, config=config)
     ref = ReferenceVectorEnv(n_users, config)
     obs, _ = env.reset(seed=11)
-    assert np.array_equal(obs, ref.reset(seed=11))
+    _assert_same_obs(obs, ref.reset(seed=11), "at reset")
     rng = np.random.default_rng(5)
     n_done = n_repaired = 0
     for t in range(2 * horizon + 7):
@@ -316,9 +342,9 @@ def test_vector_env_matches_the_reference(scenario, encoder, n_users, horizon):
         n_repaired += int(got[4]["n_repaired"].sum())
         assert np.array_equal(env.sim.candidates, ref.candidates)
     assert n_done > 0 and n_repaired > 0
-    assert np.array_equal(env.sim.observe(), ref.observe())
+    _assert_same_obs(env.sim.observe(), ref.observe(), "at the end")
     rows = np.array([n_users - 1, 0])
-    assert np.array_equal(env.sim.observe(rows), ref.observe(rows))
+    _assert_same_obs(env.sim.observe(rows), ref.observe(rows), "for rows")
 
 
 def test_returned_observations_are_not_overwritten_by_later_steps():
@@ -326,14 +352,15 @@ def test_returned_observations_are_not_overwritten_by_later_steps():
     config = EnvConfig(encoder="bow", horizon=5)
     env = SlateVectorEnv(6, config=config)
     first, _ = env.reset(seed=0)
-    kept = [first.copy()]
+    kept = [{k: v.copy() for k, v in first.items()}]
     outs = [first]
     for _ in range(12):
         obs, *_, info = env.step(np.tile(np.arange(5), (6, 1)))
         outs.append(obs)
-        kept.append(obs.copy())
+        kept.append({k: v.copy() for k, v in obs.items()})
     for a, b in zip(outs, kept, strict=True):
-        assert np.array_equal(a, b)
+        for key in b:
+            assert np.array_equal(a[key], b[key])
 
 
 @pytest.mark.parametrize("n_available", [20, 23, 60, 1200])

@@ -92,8 +92,9 @@ def test_a_toy_encoder_registered_by_entry_point_is_used_by_the_env():
         env = SlateEnv(config=EnvConfig(encoder="toy", horizon=5))
         obs, _ = env.reset(seed=0)
         config = env.unwrapped.config if hasattr(env, "unwrapped") else env.config
-        assert obs.shape == (5 + 2 + config.n_candidates * (3 + 2),)
-        assert np.allclose(obs[:5], 0.25)
+        assert obs["user"].shape == (5 + 6,)
+        assert obs["candidates"].shape == (config.n_candidates, 3 + 2)
+        assert np.allclose(obs["user"][:5], 0.25)
     finally:
         ENCODERS.unregister("toy")
     with pytest.raises(ValueError, match="encoder must be one of .*, got 'toy'"):

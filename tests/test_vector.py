@@ -10,6 +10,12 @@ from recsim_llm.config import EnvConfig
 from recsim_llm.envs.sb3 import SB3VecEnv
 from recsim_llm.envs.vector import SlateVectorEnv
 
+KEYS = ("user", "candidates", "candidate_mask")
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(a[k], b[k]) for k in KEYS)
+
 
 def _trace(env, seed, n_steps, action_seed=0):
     rng = np.random.default_rng(action_seed)
@@ -20,28 +26,29 @@ def _trace(env, seed, n_steps, action_seed=0):
         obs, reward, term, trunc, info = env.step(rng.integers(20, size=(env.num_envs, 5)))
         out.append(obs)
         rewards.append(reward)
-    return np.stack(out), np.stack(rewards)
+    return {k: np.stack([o[k] for o in out]) for k in KEYS}, np.stack(rewards)
 
 
 def test_make_vec_uses_the_native_vector_env():
     env = gym.make_vec(
-        "RecSimLLM/Slate-v0",
+        "RecSimLLM/Slate-v1",
         num_envs=6,
         vectorization_mode="vector_entry_point",
         config=EnvConfig(encoder="bow"),
     )
     assert isinstance(env.unwrapped if hasattr(env, "unwrapped") else env, SlateVectorEnv)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (6, env.single_observation_space.shape[0])
+    assert obs["user"].shape == (6, *env.single_observation_space["user"].shape)
+    assert obs["candidates"].shape == (6, *env.single_observation_space["candidates"].shape)
     assert env.observation_space.contains(obs)
 
 
 def test_vector_env_is_deterministic(bow_config):
     a = _trace(SlateVectorEnv(8, config=bow_config), 3, 40)
     b = _trace(SlateVectorEnv(8, config=bow_config), 3, 40)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert _same(a[0], b[0]) and np.array_equal(a[1], b[1])
     c = _trace(SlateVectorEnv(8, config=bow_config), 4, 40)
-    assert not np.array_equal(a[0], c[0])
+    assert not np.array_equal(a[0]["user"], c[0]["user"])
 
 
 def test_same_step_autoreset_gives_final_obs_and_new_user():
@@ -56,8 +63,9 @@ def test_same_step_autoreset_gives_final_obs_and_new_user():
     assert done.all()  # horizon 3 (or churn earlier for some; those reset earlier)
     assert info["_final_obs"].any()
     for i in np.flatnonzero(info["_final_obs"]):
-        assert info["final_obs"][i].shape == obs[i].shape
-        assert not np.array_equal(info["final_obs"][i], obs[i])
+        final = info["final_obs"][i]
+        assert env.single_observation_space.contains(final)
+        assert not np.array_equal(final["user"], obs["user"][i])
     assert (env.world.session_step == 0).all()  # every slot holds a new user
     assert (env.sim.log.count == 0).all()
 
@@ -85,16 +93,39 @@ def test_sb3_adapter_contract(bow_config):
     venv = SB3VecEnv(SlateVectorEnv(5, config=config))
     venv.seed(1)
     obs = venv.reset()
-    assert obs.shape == (5, venv.observation_space.shape[0])
+    assert set(obs) == set(KEYS)
+    assert obs["user"].shape == (5, *venv.observation_space["user"].shape)
     seen_done = False
     for _ in range(6):
         obs, rewards, dones, infos = venv.step(np.tile(np.arange(5), (5, 1)))
         assert rewards.dtype == np.float32 and dones.dtype == bool and len(infos) == 5
         for i in np.flatnonzero(dones):
             seen_done = True
-            assert infos[i]["terminal_observation"].shape == obs[i].shape
+            terminal = infos[i]["terminal_observation"]
+            assert isinstance(terminal, dict) and venv.observation_space.contains(terminal)
             assert isinstance(infos[i]["TimeLimit.truncated"], bool)
     assert seen_done
+
+
+def test_sb3_adapter_flat_view(bow_config):
+    from recsim_llm.context import flatten_observation
+
+    config = EnvConfig(encoder="bow", horizon=4)
+    flat = SB3VecEnv(SlateVectorEnv(5, config=config), flatten=True)
+    plain = SB3VecEnv(SlateVectorEnv(5, config=config))
+    flat.seed(1)
+    plain.seed(1)
+    a, b = flat.reset(), plain.reset()
+    assert a.shape == (5, *flat.observation_space.shape) and a.dtype == np.float32
+    assert np.array_equal(a, flatten_observation(b))
+    for _ in range(5):
+        action = np.tile(np.arange(5), (5, 1))
+        a, _, dones, infos_a = flat.step(action)
+        b, _, _, infos_b = plain.step(action)
+        assert np.array_equal(a, flatten_observation(b))
+        for i in np.flatnonzero(dones):
+            want = flatten_observation(infos_b[i]["terminal_observation"])
+            assert np.array_equal(infos_a[i]["terminal_observation"], want)
 
 
 @pytest.mark.slow
@@ -125,7 +156,9 @@ def test_sb3_model_save_load_round_trip(tmp_path):
     model = train_sb3(config, "A2C", total_timesteps=200, n_envs=4, seed=0)
     model.save(tmp_path / "a2c")
     loaded = sb3.A2C.load(tmp_path / "a2c", device="cpu")
-    obs = SlateVectorEnv(4, config=config).reset(seed=0)[0]
+    from recsim_llm.context import flatten_observation
+
+    obs = flatten_observation(SlateVectorEnv(4, config=config).reset(seed=0)[0])
     assert np.array_equal(
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
     )
@@ -138,10 +171,10 @@ from recsim_llm.envs.vector import SlateVectorEnv
 env = SlateVectorEnv(16, config=EnvConfig(encoder="bow", horizon=20))
 rng = np.random.default_rng(0)
 obs, _ = env.reset(seed=21)
-h = hashlib.sha256(obs.tobytes())
+h = hashlib.sha256(obs["user"].tobytes())
 for _ in range(50):
     obs, r, te, tr, info = env.step(rng.integers(20, size=(16, 5)))
-    for a in (obs, r, te, tr, info["engagement"]):
+    for a in (obs["user"], obs["candidates"], r, te, tr, info["engagement"]):
         h.update(np.ascontiguousarray(a).tobytes())
 print(h.hexdigest())
 """
@@ -169,4 +202,4 @@ def test_vector_env_pickle_round_trip(bow_config):
     action = np.tile(np.arange(5), (6, 1))
     for _ in range(5):
         a, b = env.step(action), clone.step(action)
-        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        assert _same(a[0], b[0]) and np.array_equal(a[1], b[1])

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from recsim_llm.agents.base import SlateContext
 from recsim_llm.agents.baselines import OraclePolicy, _mixed_slate
 from recsim_llm.config import (
     CatalogConfig,
@@ -20,6 +19,7 @@ from recsim_llm.config import (
     UserConfig,
     WorldConfig,
 )
+from recsim_llm.context import SlateContext
 from recsim_llm.envs.vector import SlateVectorEnv
 from recsim_llm.registry import Registry
 from recsim_llm.world import (
@@ -336,16 +336,15 @@ def test_expected_response_draws_nothing_and_changes_nothing():
         assert np.array_equal(now, then)
 
 
-def _old_oracle_act(satisfaction_price: float, context: SlateContext) -> np.ndarray:
+def _old_oracle_act(satisfaction_price: float, world: World, context: SlateContext) -> np.ndarray:
     """OraclePolicy.act as it was before the world was split into parts (formulas copied)."""
-    world = context.world
     cfg = world.config
     k = context.slate_size
     price = satisfaction_price * context.steps_left
     best_idx = np.zeros((context.candidates.shape[0], k), dtype=np.int64)
     best_score = np.full(context.candidates.shape[0], -np.inf)
     for n_bait in range(k + 1):
-        idx = _mixed_slate(context, np.asarray(n_bait))
+        idx = _mixed_slate(world, context, np.asarray(n_bait))
         slate = np.take_along_axis(context.candidates, idx, axis=1)
         probs = world.click_probabilities(slate)[:, :k]
         match = np.einsum("nmk,nk->nm", world.catalog.latent[slate], world.interest)
@@ -367,11 +366,11 @@ def _old_oracle_act(satisfaction_price: float, context: SlateContext) -> np.ndar
 def test_oracle_slates_unchanged_from_the_copied_formula(price):
     env = SlateVectorEnv(64, config=EnvConfig(encoder="bow", horizon=30))
     obs, _ = env.reset(seed=3)
-    oracle = OraclePolicy(price)
+    oracle = OraclePolicy(price, world=env.world)
     for _ in range(30):
         context = env.sim.context()
         action = oracle.act(obs, context)
-        assert np.array_equal(action, _old_oracle_act(price, context))
+        assert np.array_equal(action, _old_oracle_act(price, env.world, context))
         obs, *_ = env.step(action)
     env.close()
 
@@ -421,10 +420,10 @@ def test_import_recsim_llm_registers_ids_without_importing_gymnasium():
     code = (
         "import gymnasium as gym, recsim_llm;"
         "print(all(i in gym.registry for i in recsim_llm.ENV_IDS));"
-        "env = gym.make('recsim_llm:RecSimLLM/Slate-v0', config=recsim_llm.EnvConfig(encoder='bow'));"
+        "env = gym.make('recsim_llm:RecSimLLM/Slate-v1', config=recsim_llm.EnvConfig(encoder='bow'));"
         "print(env.spec.id)"
     )
-    assert _python(code).split() == ["True", "RecSimLLM/Slate-v0"]
+    assert _python(code).split() == ["True", "RecSimLLM/Slate-v1"]
 
 
 def test_world_hash_ignores_default_part_selectors_but_not_others(toy_models):

@@ -197,6 +197,7 @@ def _explain_sim(args: argparse.Namespace) -> dict[str, Any]:
 
     from recsim_llm.agents.base import LearningSlatePolicy
     from recsim_llm.agents.specs import make_policy
+    from recsim_llm.context import attach_world
     from recsim_llm.envs.vector import SlateVectorEnv
     from recsim_llm.lm.explain import Explainer, explain_step
     from recsim_llm.scenarios import scenario_config
@@ -209,6 +210,7 @@ def _explain_sim(args: argparse.Namespace) -> dict[str, Any]:
     sim = env.sim
     _check_catalog(args.items, sim.catalog.n_total)
     obs, _ = env.reset(seed=args.seed)
+    attach_world(policy, sim.world)  # privileged references only
     policy.reset(args.seed)
     for _ in range(args.step):
         action = np.asarray(policy.act(obs, sim.context()))
