@@ -185,3 +185,51 @@ class OraclePolicy(PrivilegedPolicy):
 def fixed_mix_grid(n: int = 6, world: World | None = None) -> list[FixedMixPolicy]:
     """Fixed-mix policies with shares 0, 1/(n-1), ..., 1."""
     return [FixedMixPolicy(m, world) for m in np.linspace(0.0, 1.0, n)]
+
+
+class EncoderGreedyPolicy:
+    """Deployable myopic: ranks candidates by the LM encoder's own click score ``s·u·v + b(v)``.
+
+    Reads only the observation: the fast user state ``u`` (the first ``dim`` entries of
+    ``obs["user"]``) and each candidate's item embedding ``v`` (the first ``dim`` entries of its
+    row in ``obs["candidates"]``), with the encoder's scale ``s`` and item bias ``b`` from the
+    same encoder directory the env's ``lm-fast``/``lm-exact`` state comes from. The privileged
+    ``MyopicPolicy`` ranks by the true utilities; this is what a deployed recommender with the
+    fine-tuned encoder can do.
+    """
+
+    privileged = False
+    name = "encoder-greedy"
+
+    def __init__(self, encoder_path: str = "") -> None:
+        from recsim_llm.lm.state import load_bundle
+
+        bundle = load_bundle(encoder_path or None)
+        self.dim = bundle.dim
+        self.scale = bundle.click_scale
+        self.w = bundle.item_bias_w
+        self.b = bundle.item_bias_b
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def scores(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """(n_users, n_candidates) click logits (masked candidates: -inf)."""
+        d = self.dim
+        user = np.asarray(observation["user"], dtype=np.float32)
+        cands = np.asarray(observation["candidates"], dtype=np.float32)
+        if user.shape[-1] < d or cands.shape[-1] < d:
+            raise ValueError(
+                f"encoder-greedy needs an LM state of dim {d} in the observation (encoder "
+                f"'lm-fast' or 'lm-exact' with the same encoder_path), got user "
+                f"{user.shape[-1]} and item {cands.shape[-1]} features"
+            )
+        u, v = user[:, :d], cands[:, :, :d]
+        out = self.scale * np.einsum("nd,ncd->nc", u, v) + v @ self.w + self.b
+        mask = observation.get("candidate_mask")
+        if mask is not None:
+            out = np.where(np.asarray(mask) > 0.5, out, -np.inf)
+        return out
+
+    def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
+        return top_k(self.scores(observation), context.slate_size)

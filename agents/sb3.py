@@ -12,8 +12,11 @@ from recsim_llm.context import SlateContext, flatten_observation
 
 ALGORITHMS = ("PPO", "A2C")
 """SB3 algorithms that take the MultiDiscrete slate action directly."""
-SB3_POLICIES = ("MlpPolicy", "MultiInputPolicy")
-"""``MlpPolicy`` reads the flat view of the observation; ``MultiInputPolicy`` the ``Dict``."""
+SB3_POLICIES = ("scorer", "MlpPolicy", "MultiInputPolicy")
+"""``scorer``: ``recsim_llm.agents.scorer.CandidateScorerPolicy`` (one shared scorer per
+candidate, Plackett-Luce slates) on the ``Dict`` observation; ``MlpPolicy`` reads the flat view
+of the observation (the comparison row); ``MultiInputPolicy`` the ``Dict`` through SB3's stock
+per-key extractor."""
 
 
 class SB3Policy:
@@ -55,7 +58,8 @@ def train_sb3(
 ) -> Any:
     """Train ``algorithm`` on ``n_envs`` concurrent users of ``config``; returns the SB3 model.
 
-    ``policy="MlpPolicy"`` (the comparison row) trains on the flat view of the observation
+    ``policy="scorer"`` trains ``CandidateScorerPolicy`` on the ``Dict`` observation;
+    ``"MlpPolicy"`` (the comparison row) on the flat view of the observation
     (``SB3VecEnv(flatten=True)``); ``"MultiInputPolicy"`` on the ``Dict`` observation.
     The batched world and the encoder stay in this process (no subprocess per env). With
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
@@ -83,7 +87,12 @@ def train_sb3(
     if algorithm == "PPO":
         kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
     kwargs.update(algo_kwargs)
-    model = getattr(sb3, algorithm)(policy, venv, **kwargs)
+    policy_class: Any = policy
+    if policy == "scorer":
+        from recsim_llm.agents.scorer import CandidateScorerPolicy
+
+        policy_class = CandidateScorerPolicy
+    model = getattr(sb3, algorithm)(policy_class, venv, **kwargs)
     callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
     model.learn(total_timesteps=total_timesteps, callback=callback)
     return model

@@ -184,6 +184,12 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         input (0 disables it). It lets a small scorer express user–item affinity directly.
     :param layout: ``(user_dim, n_candidates, feat_dim)`` for a flat Box observation; must be
         None for a Dict observation.
+    :param normalize_obs: standardise the user vector and each candidate's features (per
+        feature, candidates pooled over positions) by running means and variances, updated on
+        the observations of rollout collection (``forward``) and frozen otherwise; they are
+        buffers, so ``save``/``load`` keep them. Encoder states mix unit-norm vectors with raw
+        accumulators (``lm-fast`` carries its history weight, ~80 after 30 steps), which
+        saturate a tanh MLP unscaled.
     :param ortho_init: orthogonal init as in SB3 (gain sqrt(2) hidden, 0.01 for the score
         output, 1 for the value output).
 
@@ -202,6 +208,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         value_arch: list[int] | None = None,
         interaction_dim: int = 16,
         layout: Sequence[int] | None = None,
+        normalize_obs: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("use_sde", False):
@@ -231,6 +238,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         self.value_arch = list(value_arch) if value_arch is not None else [64, 64]
         self.interaction_dim = int(interaction_dim)
         self.layout = tuple(int(x) for x in layout) if layout is not None else None
+        self.normalize_obs = bool(normalize_obs)
         super().__init__(
             observation_space, action_space, lr_schedule, net_arch, activation_fn, *args, **kwargs
         )
@@ -269,7 +277,10 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
-            value_arch=self.value_arch, interaction_dim=self.interaction_dim, layout=self.layout
+            value_arch=self.value_arch,
+            interaction_dim=self.interaction_dim,
+            layout=self.layout,
+            normalize_obs=self.normalize_obs,
         )
         return data
 
@@ -277,6 +288,10 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         self.action_dist = PlackettLuceDistribution(self.slate_size)
         act = self.activation_fn
         u, f, d = self.user_dim, self.feat_dim, self.interaction_dim
+        for name, size in (("user", u), ("cand", f)):
+            self.register_buffer(f"{name}_mean", th.zeros(size))
+            self.register_buffer(f"{name}_var", th.ones(size))
+            self.register_buffer(f"{name}_count", th.tensor(1e-4))
         if d > 0:
             self.user_proj: nn.Module = nn.Linear(u, d, bias=False)
             self.cand_proj: nn.Module = nn.Linear(f, d, bias=False)
@@ -323,7 +338,31 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             mask = th.ones(cands.shape[:2], dtype=th.bool, device=cands.device)
         return user, cands, mask
 
+    @th.no_grad()
+    def _update_stats(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> None:
+        """Merge a batch's per-feature means and variances into the running ones (Chan et al.)."""
+        for name, x in (("user", user), ("cand", cands[mask])):
+            if x.shape[0] == 0:
+                continue
+            mean, var, count = (getattr(self, f"{name}_{k}") for k in ("mean", "var", "count"))
+            b_mean, b_var, b_n = x.mean(0), x.var(0, unbiased=False), float(x.shape[0])
+            total = count + b_n
+            delta = b_mean - mean
+            new_mean = mean + delta * b_n / total
+            m2 = var * count + b_var * b_n + delta.pow(2) * count * b_n / total
+            mean.copy_(new_mean)
+            var.copy_(m2 / total)
+            count.fill_(float(total))
+
+    def _normalized(self, user: th.Tensor, cands: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        if not self.normalize_obs:
+            return user, cands
+        u = (user - self.user_mean) / th.sqrt(self.user_var + 1e-8)
+        c = (cands - self.cand_mean) / th.sqrt(self.cand_var + 1e-8)
+        return u.clamp(-10.0, 10.0), c.clamp(-10.0, 10.0)
+
     def _logits(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:
+        user, cands = self._normalized(user, cands)
         n = cands.shape[1]
         parts = [user.unsqueeze(1).expand(-1, n, -1), cands]
         if self.interaction_dim > 0:
@@ -332,6 +371,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         return scores.masked_fill(~mask, MASK_VALUE)
 
     def _values(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:
+        user, cands = self._normalized(user, cands)
         weights = mask.to(cands.dtype).unsqueeze(-1)
         pooled = (cands * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
         return self.value_net(self.value_mlp(th.cat([user, pooled], dim=-1)))
@@ -342,6 +382,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         self, obs: PyTorchObs, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         user, cands, mask = self._split_obs(obs)
+        if self.normalize_obs:
+            self._update_stats(user, cands, mask)  # rollout collection: the observed data
         distribution = self.action_dist.proba_distribution(self._logits(user, cands, mask))
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)

@@ -96,6 +96,13 @@ def _no_arg(name: str, arg: str | None) -> None:
         raise ValueError(f"policy spec {name}:{arg!r}: {name!r} takes no argument")
 
 
+def encoder_greedy_policy(arg: str | None, *, seed: int = 0, **_: Any) -> SlatePolicy:
+    """``encoder-greedy[:PATH]``: rank by the LM encoder's click score (PATH '' = shipped)."""
+    from recsim_llm.agents.baselines import EncoderGreedyPolicy
+
+    return EncoderGreedyPolicy(arg or "")
+
+
 def random_policy(arg: str | None, *, seed: int = 0, **_: Any) -> SlatePolicy:
     """``random``: a uniformly random slate of distinct candidates."""
     from recsim_llm.agents.baselines import RandomPolicy
@@ -165,6 +172,9 @@ register_policy("random", "recsim_llm.agents.specs:random_policy")
 register_policy("popularity", "recsim_llm.agents.specs:popularity_policy")
 register_policy("linucb", "recsim_llm.agents.specs:linucb_policy")
 register_policy("myopic", "recsim_llm.agents.specs:myopic_policy")
+register_policy(
+    "encoder-greedy", "recsim_llm.agents.specs:encoder_greedy_policy", form="encoder-greedy[:PATH]"
+)
 register_policy("oracle", "recsim_llm.agents.specs:oracle_policy")
 register_policy("mix", "recsim_llm.agents.specs:mix_policy", form="mix:SHARE")
 register_policy("model", "recsim_llm.agents.specs:model_policy", form="model:PATH")

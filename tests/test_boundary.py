@@ -118,3 +118,41 @@ def test_evaluate_attaches_the_world_to_privileged_policies_only_and_marks_them(
     assert f"| myopic{PRIVILEGED_MARK} |" in table and "| random |" in table
     assert "privileged reference" in table
     assert {r.policy for r in rows} == {"random", "myopic"}  # result files keep plain names
+
+
+def test_encoder_greedy_ranks_by_the_encoders_click_score_from_the_observation():
+    """The deployable myopic: s·u·v + b(v) read from the observation and the encoder's heads."""
+    from dataclasses import replace
+
+    from recsim_llm.agents.baselines import EncoderGreedyPolicy
+    from recsim_llm.agents.specs import make_policy
+    from recsim_llm.envs.core import SlateSimulator
+    from recsim_llm.lm.state import load_bundle
+    from recsim_llm.scenarios import scenario_config
+
+    policy = make_policy("encoder-greedy")
+    assert isinstance(policy, EncoderGreedyPolicy) and not policy.privileged
+    bundle = load_bundle(None)
+    assert bundle.click_scale > 0 and np.abs(bundle.item_bias_w).sum() > 0  # the shipped heads
+    config = replace(scenario_config("default"), encoder="lm-fast")
+    sim = SlateSimulator(config, 8)
+    obs = sim.reset(np.random.default_rng(0))
+    for _ in range(3):
+        ctx = sim.context()
+        action = policy.act(obs, ctx)
+        sim.step(action, np.random.default_rng(1))
+        sim.draw_candidates(np.random.default_rng(2))
+        obs = sim.observe()
+    d = bundle.dim
+    u = sim.states[:, :d]
+    v = sim.item_embeddings[sim.candidates]
+    want = bundle.click_scale * np.einsum("nd,ncd->nc", u, v) + v @ bundle.item_bias_w
+    got = policy.scores(obs)
+    np.testing.assert_allclose(got - bundle.item_bias_b, want, rtol=1e-5, atol=1e-5)
+    action = policy.act(obs, sim.context())
+    best = np.sort(np.argsort(-want, axis=1)[:, : config.slate_size], axis=1)
+    np.testing.assert_array_equal(np.sort(action, axis=1), best)
+    # A state without the LM dims is refused with a clear message.
+    small = {"user": obs["user"][:, :4], "candidates": obs["candidates"][:, :, :4]}
+    with pytest.raises(ValueError, match="encoder-greedy needs an LM state"):
+        policy.scores(small)

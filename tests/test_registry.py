@@ -184,9 +184,16 @@ def test_builtin_policy_specs():
     from recsim_llm.agents.specs import make_policies, make_policy, parse_spec, policy_forms
 
     assert parse_spec("mix:0.3") == ("mix", "0.3") and parse_spec("random") == ("random", None)
-    assert {"random", "popularity", "linucb", "myopic", "oracle", "mix:SHARE", "model:PATH"} == set(
-        policy_forms()
-    )
+    assert {
+        "random",
+        "popularity",
+        "linucb",
+        "myopic",
+        "encoder-greedy[:PATH]",
+        "oracle",
+        "mix:SHARE",
+        "model:PATH",
+    } == set(policy_forms())
     assert make_policy("mix:0.25").name == "mix-0.25"
     assert make_policy("mix").name == "mix-0.40"
     with pytest.raises(ValueError, match="unknown policy 'greedy'"):

@@ -127,6 +127,16 @@ class _Bundle:
             "w_history_t": np.ascontiguousarray(heads["fast.w_history"].T.astype(np.float32)),
             "bias": heads["fast.bias"].astype(np.float32),
         }
+        # The click head: logit = scale * u.v + b(v) (+ a constant that does not rank).
+        scale = heads.get("logit_scale")
+        w, b = heads.get("item_bias.weight"), heads.get("item_bias.bias")
+        self.click_scale = float(np.exp(scale)) if scale is not None else 1.0
+        self.item_bias_w = (
+            w.reshape(-1).astype(np.float32)
+            if w is not None and self.config.get("item_bias")
+            else np.zeros(self.dim, dtype=np.float32)
+        )
+        self.item_bias_b = float(b.reshape(-1)[0]) if b is not None and w is not None else 0.0
         self.items: dict[int, np.ndarray] = {}
         self.profiles: dict[int, np.ndarray] = {}
         cache = read_cache(path, self.config)  # checked: listed, hash, names, shapes, finite
