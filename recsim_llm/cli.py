@@ -68,6 +68,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return help_text + " (default: none)"
         return help_text + " (default: %(default)s)"
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """Wrap at spaces only: policy specs such as ``encoder-greedy[:PATH]`` stay whole."""
+        import textwrap
+
+        text = " ".join(text.split())
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser: every registered command."""
