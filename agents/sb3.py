@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from recsim_llm.config import EnvConfig
-from recsim_llm.context import SlateContext, flatten_observation
+from recsim_llm.context import N_ITEM_SCALARS, SlateContext, flatten_observation
 
 ALGORITHMS = ("PPO", "A2C")
 """SB3 algorithms that take the MultiDiscrete slate action directly."""
@@ -92,6 +92,12 @@ def train_sb3(
         from recsim_llm.agents.scorer import CandidateScorerPolicy
 
         policy_class = CandidateScorerPolicy
+        if config.encoder in ("lm-fast", "lm-exact"):
+            # The LM state starts with u and each candidate with v, one space: give the scorer
+            # the encoder's own affinity u·v as an input (see CandidateScorerPolicy).
+            item_dim = int(venv.observation_space["candidates"].shape[1]) - N_ITEM_SCALARS
+            policy_kwargs = {"affinity_dim": item_dim, **kwargs.get("policy_kwargs", {})}
+            kwargs["policy_kwargs"] = policy_kwargs
     model = getattr(sb3, algorithm)(policy_class, venv, **kwargs)
     callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
     model.learn(total_timesteps=total_timesteps, callback=callback)

@@ -184,6 +184,10 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         input (0 disables it). It lets a small scorer express user–item affinity directly.
     :param layout: ``(user_dim, n_candidates, feat_dim)`` for a flat Box observation; must be
         None for a Dict observation.
+    :param affinity_dim: when > 0, the first ``affinity_dim`` entries of the user vector and of
+        each candidate's features are one embedding space (an LM encoder's user state ``u`` and
+        item embedding ``v``): their raw dot product ``u·v`` (the encoder's own affinity,
+        computed before standardisation) is added to the scorer's input. 0 (default) = none.
     :param normalize_obs: standardise the user vector and each candidate's features (per
         feature, candidates pooled over positions) by running means and variances, updated on
         the observations of rollout collection (``forward``) and frozen otherwise; they are
@@ -208,6 +212,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         value_arch: list[int] | None = None,
         interaction_dim: int = 16,
         layout: Sequence[int] | None = None,
+        affinity_dim: int = 0,
         normalize_obs: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -239,6 +244,12 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         self.interaction_dim = int(interaction_dim)
         self.layout = tuple(int(x) for x in layout) if layout is not None else None
         self.normalize_obs = bool(normalize_obs)
+        self.affinity_dim = int(affinity_dim)
+        if not 0 <= self.affinity_dim <= min(self.user_dim, self.feat_dim):
+            raise ValueError(
+                f"affinity_dim must be in [0, {min(self.user_dim, self.feat_dim)}] (the user and "
+                f"candidate widths), got {affinity_dim}"
+            )
         super().__init__(
             observation_space, action_space, lr_schedule, net_arch, activation_fn, *args, **kwargs
         )
@@ -281,6 +292,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             interaction_dim=self.interaction_dim,
             layout=self.layout,
             normalize_obs=self.normalize_obs,
+            affinity_dim=self.affinity_dim,
         )
         return data
 
@@ -295,7 +307,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         if d > 0:
             self.user_proj: nn.Module = nn.Linear(u, d, bias=False)
             self.cand_proj: nn.Module = nn.Linear(f, d, bias=False)
-        scorer_in = u + f + d
+        scorer_in = u + f + d + (1 if self.affinity_dim else 0)
         self.scorer = _mlp(scorer_in, self.scorer_arch, act)
         self.score_head = nn.Linear(_last_dim(scorer_in, self.scorer_arch), 1)
         value_in = u + f
@@ -362,9 +374,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         return u.clamp(-10.0, 10.0), c.clamp(-10.0, 10.0)
 
     def _logits(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:
+        k = self.affinity_dim
+        affinity = (user[:, None, :k] * cands[:, :, :k]).sum(-1, keepdim=True) if k else None
         user, cands = self._normalized(user, cands)
         n = cands.shape[1]
         parts = [user.unsqueeze(1).expand(-1, n, -1), cands]
+        if affinity is not None:
+            parts.append(affinity)
         if self.interaction_dim > 0:
             parts.append(self.user_proj(user).unsqueeze(1) * self.cand_proj(cands))
         scores = self.score_head(self.scorer(th.cat(parts, dim=-1))).squeeze(-1)

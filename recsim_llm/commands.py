@@ -169,6 +169,18 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+QUICKSTART_PPO = {
+    "n_steps": 64,
+    "batch_size": 512,
+    "n_epochs": 10,
+    "learning_rate": 1e-3,
+    "ent_coef": 0.0,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+}
+"""PPO settings of the quickstart's candidate scorer (64 concurrent users)."""
+
+
 @_claims_out("run")
 def run_quickstart(args: argparse.Namespace) -> int:
     from recsim_llm.agents import baselines
@@ -209,6 +221,11 @@ def run_quickstart(args: argparse.Namespace) -> int:
         baselines.RandomPolicy(),
         baselines.PopularityPolicy(),
         LinUCBPolicy(),
+    ]
+    if config.encoder in ("lm-fast", "lm-exact"):
+        # The deployable myopic: ranks by the fine-tuned encoder's own click score.
+        policies.append(baselines.EncoderGreedyPolicy(config.encoder_path))
+    policies += [
         baselines.MyopicPolicy(),
         baselines.FixedMixPolicy(best_mix),
         baselines.OraclePolicy(),
@@ -217,11 +234,20 @@ def run_quickstart(args: argparse.Namespace) -> int:
         from recsim_llm.agents.sb3 import SB3Policy, train_sb3
 
         t0 = time.perf_counter()
+        # The candidate scorer (one shared MLP per candidate, Plackett-Luce slates) on the Dict
+        # observation; settings of docs/results.md (policies issue).
         model = train_sb3(
-            config, "PPO", total_timesteps=args.ppo_steps, n_envs=16, seed=0, progress=True
+            config,
+            "PPO",
+            total_timesteps=args.ppo_steps,
+            n_envs=64,
+            seed=0,
+            progress=True,
+            policy="scorer",
+            **QUICKSTART_PPO,
         )
         print(f"  trained PPO for {args.ppo_steps} user-steps in {time.perf_counter() - t0:.0f}s")
-        policies.append(SB3Policy(model, "ppo"))
+        policies.append(SB3Policy(model, "ppo-scorer"))
     summaries, rows = evaluate(
         policies, config, args.seeds, args.users, "default", "quickstart", progress=True
     )

@@ -244,7 +244,8 @@ def summary_table(summaries: Sequence[PolicySummary]) -> str:
     Privileged references are marked ``name†``, with a footnote under the table.
     """
     lines = [
-        "| policy | return (min watched) | 95% CI | clicks | session length | churned |",
+        "| policy | return (min watched) | 95% CI | clicks per session | session length (steps) "
+        "| churned (share of users) |",
         "|---|---:|---|---:|---:|---:|",
     ]
     for s in summaries:
