@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from recsim_llm.registry import lazy_exports
 
 if TYPE_CHECKING:
-    from recsim_llm.agents.bandits import LinUCBPolicy
+    from recsim_llm.agents.bandits import LinearThompsonPolicy, LinUCBPolicy
     from recsim_llm.agents.base import LearningSlatePolicy, SlateContext, SlatePolicy
     from recsim_llm.agents.baselines import (
         FixedMixPolicy,
@@ -28,6 +28,7 @@ _EXPORTS = {
     "FixedMixPolicy": "recsim_llm.agents.baselines:FixedMixPolicy",
     "LearningSlatePolicy": "recsim_llm.agents.base:LearningSlatePolicy",
     "LinUCBPolicy": "recsim_llm.agents.bandits:LinUCBPolicy",
+    "LinearThompsonPolicy": "recsim_llm.agents.bandits:LinearThompsonPolicy",
     "MyopicPolicy": "recsim_llm.agents.baselines:MyopicPolicy",
     "OraclePolicy": "recsim_llm.agents.baselines:OraclePolicy",
     "POLICIES": "recsim_llm.agents.specs:POLICIES",
@@ -49,6 +50,7 @@ __all__ = [
     "FixedMixPolicy",
     "LearningSlatePolicy",
     "LinUCBPolicy",
+    "LinearThompsonPolicy",
     "MyopicPolicy",
     "OraclePolicy",
     "POLICIES",

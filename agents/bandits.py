@@ -1,9 +1,11 @@
-"""A contextual bandit baseline: LinUCB on encoder features, learning online from clicks.
+"""Contextual bandit baselines on encoder features, learning online from clicks.
 
-It reads only the observation (the encoder's user state and the candidates' embeddings) and the
-click feedback of the slates it showed; it never reads hidden state. One linear model is shared by
-all users; the feature of a (user, candidate) pair is the candidate embedding, its element-wise
-products with each block of the user state, and the candidate's observable scalars.
+LinUCB and linear Thompson sampling read only the observation (the encoder's user state and the
+candidates' embeddings) and the click feedback of the slates they showed; they never read hidden
+state. Both share one linear model over all users, one feature function and one posterior
+update; they differ only in how a candidate is scored from the posterior. The feature of a
+(user, candidate) pair is the candidate embedding, its element-wise products with each block of
+the user state, the candidate's observable scalars and a bias.
 """
 
 from __future__ import annotations
@@ -15,26 +17,24 @@ import numpy as np
 from recsim_llm.agents.baselines import top_k
 from recsim_llm.context import N_ITEM_SCALARS, N_USER_SCALARS, SlateContext
 
+__all__ = ["LinUCBPolicy", "LinearThompsonPolicy"]
 
-class LinUCBPolicy:
-    """Shared-parameter LinUCB over slates: top-k by ``θ·x + alpha·sqrt(xᵀA⁻¹x)``.
+
+class _LinearBandit:
+    """A ridge-regression posterior on click features, shared by the linear bandits.
 
     The model is sized from the ``Dict`` observation's shapes at the first step of a run: the
     encoder's user state is ``obs['user']`` without its ``N_USER_SCALARS`` trailing scalars, the
     item embedding is a candidate row without its ``N_ITEM_SCALARS`` (``recsim_llm.context``).
-
-    Args:
-        alpha: exploration width.
-        ridge: prior precision (A starts as ``ridge·I``).
+    The posterior after the clicks ``y`` on shown features ``X`` is ``N(θ, v²A⁻¹)`` with
+    ``A = ridge·I + XᵀX`` and ``θ = A⁻¹Xᵀy``.
     """
 
-    name = "linucb"
+    name = "linear-bandit"
     privileged = False
 
-    def __init__(self, alpha: float = 0.5, ridge: float = 1.0) -> None:
-        if not alpha >= 0 or not ridge > 0:
-            raise ValueError(f"alpha must be >= 0 and ridge > 0, got {alpha}, {ridge}")
-        self.alpha, self.ridge = float(alpha), float(ridge)
+    def __init__(self, ridge: float) -> None:
+        self.ridge = float(ridge)
         self.reset(0)
 
     def reset(self, seed: int) -> None:
@@ -76,14 +76,18 @@ class LinUCBPolicy:
         ones = np.ones((n, items.shape[1], 1))
         return np.concatenate([emb, inter.reshape(n, items.shape[1], -1), scalars, ones], axis=2)
 
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """(n_users, n_candidates) ranking scores from the features ``x``."""
+        raise NotImplementedError
+
     def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         if self._layout is None:
             self._init(observation)
-        x = self.features(observation)
-        mean = x @ self._theta
-        width = np.sqrt(np.maximum(((x @ self._a_inv) * x).sum(axis=2), 0.0))
-        jitter = self._rng.random(mean.shape) * 1e-9  # random tie-breaking, seeded
-        return top_k(mean + self.alpha * width + jitter, context.slate_size)
+        scores = self.scores(self.features(observation))
+        mask = observation.get("candidate_mask")
+        if mask is not None:  # padding is never shown
+            scores = np.where(np.asarray(mask) > 0.5, scores, -np.inf)
+        return top_k(scores, context.slate_size)
 
     def update(
         self, observation: dict[str, np.ndarray], slate: np.ndarray, info: dict[str, Any]
@@ -101,3 +105,67 @@ class LinUCBPolicy:
         self._b += shown.T @ clicked.ravel()
         self._a_inv = np.linalg.inv(self._a)
         self._theta = self._a_inv @ self._b
+        self._posterior_changed()
+
+    def _posterior_changed(self) -> None:
+        """Hook for caches derived from the posterior."""
+
+
+class LinUCBPolicy(_LinearBandit):
+    """Shared-parameter LinUCB over slates: top-k by ``θ·x + alpha·sqrt(xᵀA⁻¹x)``.
+
+    Args:
+        alpha: exploration width.
+        ridge: prior precision (A starts as ``ridge·I``).
+    """
+
+    name = "linucb"
+    privileged = False
+
+    def __init__(self, alpha: float = 0.5, ridge: float = 1.0) -> None:
+        if not alpha >= 0 or not ridge > 0:
+            raise ValueError(f"alpha must be >= 0 and ridge > 0, got {alpha}, {ridge}")
+        self.alpha = float(alpha)
+        super().__init__(ridge)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        mean = x @ self._theta
+        width = np.sqrt(np.maximum(((x @ self._a_inv) * x).sum(axis=2), 0.0))
+        jitter = self._rng.random(mean.shape) * 1e-9  # random tie-breaking, seeded
+        return mean + self.alpha * width + jitter
+
+
+class LinearThompsonPolicy(_LinearBandit):
+    """Shared-parameter linear Thompson sampling over slates: top-k by ``w̃·x``.
+
+    Every step, each user row draws its own weights ``w̃ ~ N(θ, scale²·A⁻¹)`` from the policy's
+    seeded generator (``reset(seed)`` reseeds it) and ranks its candidates by ``w̃·x``.
+
+    Args:
+        scale: posterior width ``v`` (exploration; 0 is greedy on ``θ``).
+        ridge: prior precision (A starts as ``ridge·I``).
+    """
+
+    name = "thompson"
+    privileged = False
+
+    def __init__(self, scale: float = 0.25, ridge: float = 1.0) -> None:
+        if not scale >= 0 or not ridge > 0:
+            raise ValueError(f"scale must be >= 0 and ridge > 0, got {scale}, {ridge}")
+        self.scale = float(scale)
+        super().__init__(ridge)
+
+    def _init(self, observation: dict[str, np.ndarray]) -> None:
+        super()._init(observation)
+        self._posterior_changed()
+
+    def _posterior_changed(self) -> None:
+        # A = LLᵀ gives A⁻¹ = L⁻ᵀL⁻¹, so L⁻ᵀz with z ~ N(0, I) has covariance A⁻¹. A's
+        # eigenvalues are >= ridge, so its factor is better conditioned than A⁻¹'s.
+        chol = np.linalg.cholesky(self._a)
+        self._root = np.linalg.inv(chol).T
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        z = self._rng.standard_normal((x.shape[0], self.dim))
+        weights = self._theta + self.scale * z @ self._root.T  # (n_users, dim)
+        return np.einsum("ncd,nd->nc", x, weights)

@@ -127,6 +127,16 @@ def linucb_policy(arg: str | None, **_: Any) -> SlatePolicy:
     return LinUCBPolicy()
 
 
+def thompson_policy(arg: str | None, *, seed: int = 0, **_: Any) -> SlatePolicy:
+    """``thompson``: linear Thompson sampling learning online from clicks (observable features)."""
+    from recsim_llm.agents.bandits import LinearThompsonPolicy
+
+    _no_arg("thompson", arg)
+    policy = LinearThompsonPolicy()
+    policy.reset(seed)
+    return policy
+
+
 def myopic_policy(arg: str | None, **_: Any) -> SlatePolicy:
     """``myopic``: the highest expected immediate engagement (reads hidden state)."""
     from recsim_llm.agents.baselines import MyopicPolicy
@@ -171,6 +181,7 @@ def model_policy(arg: str | None, *, configs: Sequence[EnvConfig] = (), **_: Any
 register_policy("random", "recsim_llm.agents.specs:random_policy")
 register_policy("popularity", "recsim_llm.agents.specs:popularity_policy")
 register_policy("linucb", "recsim_llm.agents.specs:linucb_policy")
+register_policy("thompson", "recsim_llm.agents.specs:thompson_policy")
 register_policy("myopic", "recsim_llm.agents.specs:myopic_policy")
 register_policy(
     "encoder-greedy", "recsim_llm.agents.specs:encoder_greedy_policy", form="encoder-greedy[:PATH]"

@@ -188,6 +188,7 @@ def test_builtin_policy_specs():
         "random",
         "popularity",
         "linucb",
+        "thompson",
         "myopic",
         "encoder-greedy[:PATH]",
         "oracle",
