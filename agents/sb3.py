@@ -65,6 +65,41 @@ def train_sb3(
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
     the model is the same with or without it).
     """
+    if total_timesteps < 1:
+        raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
+    model = make_sb3_model(config, algorithm, n_envs, seed, encoder, policy, **algo_kwargs)
+    callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
+    model.learn(total_timesteps=total_timesteps, callback=callback)
+    return model
+
+
+def sb3_hyperparameters(algorithm: str, **algo_kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments ``train_sb3`` passes to ``algorithm`` (its defaults, then ours).
+
+    ``seed``, ``verbose`` and ``device`` are left out (the caller sets them); the result is
+    what a run records and what ``make_sb3_model`` uses.
+    """
+    kwargs: dict[str, Any] = {}
+    if algorithm == "PPO":
+        kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
+    kwargs.update(algo_kwargs)
+    return kwargs
+
+
+def make_sb3_model(
+    config: EnvConfig,
+    algorithm: str = "PPO",
+    n_envs: int = 16,
+    seed: int = 0,
+    encoder: Any = None,
+    policy: str = "MlpPolicy",
+    **algo_kwargs: Any,
+) -> Any:
+    """A fresh, seeded SB3 model on ``n_envs`` concurrent users of ``config`` (not trained).
+
+    Seeds torch, builds the batched env (``SB3VecEnv``, flat for ``MlpPolicy``) seeded with
+    ``seed`` and the model with ``sb3_hyperparameters``; ``model.get_env()`` is the env.
+    """
     import stable_baselines3 as sb3
     import torch
 
@@ -75,8 +110,6 @@ def train_sb3(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if policy not in SB3_POLICIES:
         raise ValueError(f"policy must be one of {SB3_POLICIES}, got {policy!r}")
-    if total_timesteps < 1:
-        raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
     torch.manual_seed(seed)
     venv = SB3VecEnv(
         SlateVectorEnv(num_envs=n_envs, config=config, encoder=encoder),
@@ -84,24 +117,35 @@ def train_sb3(
     )
     venv.seed(seed)
     kwargs: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu"}
-    if algorithm == "PPO":
-        kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
-    kwargs.update(algo_kwargs)
-    policy_class: Any = policy
+    kwargs.update(sb3_hyperparameters(algorithm, **algo_kwargs))
+    if policy == "scorer":
+        kwargs["policy_kwargs"] = {
+            **scorer_kwargs(config, venv.observation_space),
+            **(kwargs.get("policy_kwargs") or {}),
+        }
+    return getattr(sb3, algorithm)(policy_class(policy), venv, **kwargs)
+
+
+def policy_class(policy: str) -> Any:
+    """The SB3 policy (a name SB3 resolves, or the scorer class) for a ``SB3_POLICIES`` entry."""
+    if policy not in SB3_POLICIES:
+        raise ValueError(f"policy must be one of {SB3_POLICIES}, got {policy!r}")
     if policy == "scorer":
         from recsim_llm.agents.scorer import CandidateScorerPolicy
 
-        policy_class = CandidateScorerPolicy
-        if config.encoder in ("lm-fast", "lm-exact"):
-            # The LM state starts with u and each candidate with v, one space: give the scorer
-            # the encoder's own affinity u·v as an input (see CandidateScorerPolicy).
-            item_dim = int(venv.observation_space["candidates"].shape[1]) - N_ITEM_SCALARS
-            policy_kwargs = {"affinity_dim": item_dim, **kwargs.get("policy_kwargs", {})}
-            kwargs["policy_kwargs"] = policy_kwargs
-    model = getattr(sb3, algorithm)(policy_class, venv, **kwargs)
-    callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
-    model.learn(total_timesteps=total_timesteps, callback=callback)
-    return model
+        return CandidateScorerPolicy
+    return policy
+
+
+def scorer_kwargs(config: EnvConfig, observation_space: Any) -> dict[str, Any]:
+    """Policy kwargs the scorer gets by default: with an LM encoder, ``affinity_dim``.
+
+    The LM state starts with ``u`` and each candidate with ``v``, one space: the scorer gets the
+    encoder's own affinity ``u·v`` as an input (see ``CandidateScorerPolicy``).
+    """
+    if config.encoder in ("lm-fast", "lm-exact"):
+        return {"affinity_dim": int(observation_space["candidates"].shape[1]) - N_ITEM_SCALARS}
+    return {}
 
 
 def _progress_callback(total: int, desc: str) -> Any:
@@ -157,21 +201,29 @@ def save_sb3_model(model: Any, path: Path, config: EnvConfig, option: str = "--o
     Raises:
         OutputError: ``path`` (or ``PATH.json``) exists and was not written by recsim-llm.
     """
-    from recsim_llm.config import to_dict
     from recsim_llm.io import output_file
 
     path = Path(path)
-    meta = {
-        "name": path.stem,
+    meta = model_metadata(model, path.stem, config)
+    with output_file(path, "model", meta=meta, option=option) as tmp:
+        model.save(tmp)
+
+
+def model_metadata(model: Any, name: str, config: EnvConfig) -> dict[str, Any]:
+    """The sidecar of a model saved as ``NAME.zip`` (what ``check_sb3_model`` reads)."""
+    from recsim_llm.config import to_dict
+
+    return {
+        "name": name,
         "algorithm": type(model).__name__,
         "encoder": config.encoder,
         "encoder_path": config.encoder_path,
+        "slate_size": int(config.slate_size),
+        "n_candidates": int(config.n_candidates),
         "observation_shape": _model_observation_shape(model.observation_space),
         "action_nvec": [int(n) for n in model.action_space.nvec],
         "env": to_dict(config),
     }
-    with output_file(path, "model", meta=meta, option=option) as tmp:
-        model.save(tmp)
 
 
 def check_sb3_model(path: Path, config: EnvConfig | None = None) -> dict[str, Any]:
@@ -211,8 +263,16 @@ def check_sb3_model(path: Path, config: EnvConfig | None = None) -> dict[str, An
             f"model {path}: algorithm must be one of {ALGORITHMS}, got {meta['algorithm']!r}"
         )
     if config is not None:
-        want = {"encoder": config.encoder, "encoder_path": config.encoder_path, **env_dims(config)}
+        want = {
+            "encoder": config.encoder,
+            "encoder_path": config.encoder_path,
+            "slate_size": config.slate_size,
+            "n_candidates": config.n_candidates,
+            **env_dims(config),
+        }
         for field, value in want.items():
+            if field in ("slate_size", "n_candidates") and field not in meta:
+                continue  # sidecars before these fields: action_nvec checks both
             if meta.get(field, "") != value:
                 raise ValueError(
                     f"model {path}: {field} differs: the model was trained with "

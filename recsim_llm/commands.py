@@ -387,34 +387,100 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 # -- train ----------------------------------------------------------------------------------------
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", choices=("PPO", "A2C"), default="PPO", help="SB3 algorithm")
+    from recsim_llm.agents.sb3 import ALGORITHMS, SB3_POLICIES
+
+    parser.add_argument("--algo", choices=ALGORITHMS, default="PPO", help="SB3 algorithm")
+    parser.add_argument(
+        "--policy",
+        choices=SB3_POLICIES,
+        default="scorer",
+        help="scorer: one shared network scoring each candidate, Plackett-Luce slates (Dict "
+        "observation); MlpPolicy: SB3's MLP on the flat observation; MultiInputPolicy: SB3's "
+        "per-key extractor on the Dict observation",
+    )
     parser.add_argument("--steps", type=_positive_int, default=50_000, help="user-steps to train")
     parser.add_argument("--envs", type=_positive_int, default=16, help="concurrent users")
     _add_scenario(parser, "scenario to train on")
+    _add_horizon(parser)
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
     _add_encoder(parser)
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, help="torch threads (recorded in config.json)"
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=_non_negative_int,
+        default=10_000,
+        help="evaluate the deterministic policy every this many user-steps and at the end "
+        "(eval.csv); 0 never",
+    )
+    parser.add_argument(
+        "--eval-seeds",
+        type=_seeds,
+        default="1000,1001,1002",
+        help="comma-separated evaluation seeds (never the training --seed)",
+    )
+    parser.add_argument(
+        "--eval-users", type=_positive_int, default=32, help="users per evaluation seed"
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_non_negative_int,
+        default=10_000,
+        help="checkpoint every this many user-steps (checkpoints/); 0 never",
+    )
+    parser.add_argument(
+        "--keep-checkpoints", type=_positive_int, default=2, help="newest checkpoints kept"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint; every other option must be "
+        "the one the run was started with",
+    )
     parser.add_argument(
         "--out",
         type=Path,
         required=True,
-        help="model file to write (.zip; its metadata goes beside it as .json)",
+        help="run directory to write: config.json, progress.csv, eval.csv, checkpoints/, and "
+        "model.zip (use it as model:OUT/model.zip)",
     )
 
 
-@_claims_out("model")
+@_claims_out("train")
 def run_train(args: argparse.Namespace) -> int:
-    from recsim_llm.agents.sb3 import save_sb3_model, train_sb3
+    from recsim_llm.agents.training import TrainSettings, train_run
 
-    overrides: dict[str, object] = {"encoder": args.encoder} if args.encoder else {}
+    if args.out.suffix == ".zip":
+        raise ValueError(
+            f"--out {args.out}: --out is a run directory now (the model is written to "
+            "OUT/model.zip); choose a folder name"
+        )
+    overrides: dict[str, object] = {}
+    if args.encoder:
+        overrides["encoder"] = args.encoder
+    if args.horizon:
+        overrides["horizon"] = args.horizon
     config = scenario_config(args.scenario, **overrides)
-    if args.out.suffix != ".zip":
-        raise ValueError(f"out must end in .zip, got {args.out}")
+    settings = TrainSettings(
+        algorithm=args.algo,
+        policy=args.policy,
+        steps=args.steps,
+        n_envs=args.envs,
+        seed=args.seed,
+        threads=args.threads,
+        eval_every=args.eval_every,
+        eval_seeds=tuple(args.eval_seeds),
+        eval_users=args.eval_users,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        scenario=args.scenario,
+    )
     t0 = time.perf_counter()
-    model = train_sb3(config, args.algo, args.steps, args.envs, args.seed, progress=True)
-    save_sb3_model(model, args.out, config)
+    model = train_run(args.out, config, settings, resume=args.resume, progress=True)
     print(
-        f"trained {args.algo} for {args.steps} user-steps in {time.perf_counter() - t0:.0f}s: "
-        f"{args.out}"
+        f"trained {args.algo} ({args.policy}) to {model.num_timesteps} user-steps in "
+        f"{time.perf_counter() - t0:.0f}s: {args.out}/model.zip"
     )
     return 0
 

@@ -43,7 +43,7 @@ from typing import Any
 MARKER = ".recsim-llm.json"
 """Name of the marker file inside every directory this package writes."""
 MARKER_TAG = "recsim-llm output"
-KINDS = ("run", "encoder", "logs", "fidelity", "model", "eval", "calibration-cache")
+KINDS = ("run", "encoder", "logs", "fidelity", "model", "eval", "calibration-cache", "train")
 """Kinds of outputs; a marked output may only be replaced by one of the same kind."""
 FILE_KINDS = ("model",)
 """Kinds written as one file plus a sidecar ``.json`` (``output_file``), not as a folder."""
@@ -512,6 +512,38 @@ def write_directory(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return Path(path)
+
+
+def atomic_write_directory(path: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` as a new subfolder ``path`` of an output we hold, all or nothing.
+
+    For folders inside a marked output that is written in place (a training run's
+    checkpoints): the files are written and fsynced in a hidden staging sibling
+    ``.NAME.tmp-*`` and renamed to ``path``, so a reader (or a resume after a kill) sees the
+    whole folder or none of it. No marker is written (the enclosing output has one).
+
+    Raises:
+        OutputError: ``path`` exists already.
+    """
+    path = Path(path)
+    if path.exists():
+        raise OutputError(f"{path} exists already; refusing to overwrite it")
+    for name in files:
+        rel = Path(name)
+        if not name or rel.is_absolute() or ".." in rel.parts or len(rel.parts) != 1:
+            raise ValueError(f"files: {name!r} must be a plain file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        _finalise_tree(staging)
+        os.replace(staging, path)
+        _fsync_dir(path.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return path
 
 
 # -- single-file outputs --------------------------------------------------------------------------

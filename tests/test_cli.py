@@ -156,22 +156,16 @@ def test_every_command_refuses_a_foreign_out_before_any_work(
     command, tmp_path, capsys, monkeypatch
 ):
     _no_work(monkeypatch)
-    out = tmp_path / ("out.zip" if command == "train" else "out")
-    if command == "train":
-        out.write_bytes(b"someone's model")  # a model file with no recsim-llm sidecar
-    else:
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
     assert main([*COMMANDS[command], "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # not even a header
     assert f"recsim-llm {command}: error: --out {out}" in captured.err
-    assert "not written by recsim-llm" in captured.err or "did not write" in captured.err
-    if command == "train":
-        assert out.read_bytes() == b"someone's model"
-    else:
-        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-        assert (out / "notes.txt").read_text() == "mine"
+    assert "did not write" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no staging, no lock
 
 
@@ -203,17 +197,19 @@ def test_rerun_replaces_our_own_run(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_train_writes_a_marked_model_that_loads_and_can_be_replaced(tmp_path, capsys):
+def test_train_writes_a_marked_run_whose_model_loads_and_can_be_replaced(tmp_path, capsys):
     from recsim_llm.agents.sb3 import load_sb3_policy
-    from recsim_llm.io import read_file_marker
+    from recsim_llm.io import read_file_marker, read_marker
 
-    out = tmp_path / "ppo.zip"
+    out = tmp_path / "ppo"
     args = ["train", "--steps", "64", "--envs", "2", "--encoder", "bow", "--out", str(out)]
+    args += ["--policy", "MlpPolicy", "--eval-every", "0", "--checkpoint-every", "0"]
     assert main(args) == 0
-    assert read_file_marker(out)["kind"] == "model"
-    assert load_sb3_policy(out).name == "ppo:ppo"
+    assert read_marker(out)["kind"] == "train"
+    assert read_file_marker(out / "model.zip")["kind"] == "model"
+    assert load_sb3_policy(out / "model.zip").name == "ppo:model"
     assert main(args) == 0  # ours: replaced
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ppo.json", "ppo.zip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ppo"]
 
 
 # -- help: every option shows its default and allowed values --------------------------------------

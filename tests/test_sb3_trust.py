@@ -53,8 +53,8 @@ def test_a_model_loads_for_the_env_it_was_trained_on(saved_model):
     ("change", "field"),
     [
         ({"encoder_dim": 16}, "observation_shape"),
-        ({"slate_size": 3}, "action_nvec"),
-        ({"n_candidates": 12}, "observation_shape"),
+        ({"slate_size": 3}, "slate_size"),
+        ({"n_candidates": 12}, "n_candidates"),
         ({"encoder": "lm-fast"}, "encoder"),
     ],
 )
@@ -125,7 +125,7 @@ def test_evaluate_warns_names_models_uniquely_and_checks_every_scenario(
     finally:
         SCENARIOS.unregister("three-slots")
     captured = capsys.readouterr()
-    assert f"model {path}: action_nvec differs" in captured.err
+    assert f"model {path}: slate_size differs" in captured.err
     assert captured.out == "" and "rollout" not in captured.err and not out2.exists()
 
 

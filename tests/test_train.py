@@ -1,0 +1,203 @@
+"""`recsim-llm train`: the run directory, evaluations, checkpoints and an exact resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsim_llm.cli import main
+
+pytest.importorskip("stable_baselines3")
+
+REPO = Path(__file__).resolve().parents[1]
+# 4 users x 64 steps = 256 user-steps per PPO rollout.
+FAST = ["--encoder", "bow", "--horizon", "30", "--envs", "4", "--eval-seeds", "100,101"]
+FAST += ["--eval-users", "4"]
+
+
+def _train(out: Path, *extra: str) -> list[str]:
+    return ["train", *FAST, *extra, "--out", str(out)]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _parameters(path: Path) -> dict[str, np.ndarray]:
+    from recsim_llm.agents.sb3 import load_sb3_policy
+
+    model = load_sb3_policy(path).model
+    state = {f"policy.{k}": v.numpy().copy() for k, v in model.policy.state_dict().items()}
+    optimizer = model.policy.optimizer.state_dict()["state"]
+    for index, values in optimizer.items():
+        for key, value in values.items():
+            state[f"optimizer.{index}.{key}"] = np.asarray(value)
+    state["num_timesteps"] = np.asarray(model.num_timesteps)
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_run_directory_holds_config_logs_evaluations_checkpoints_and_the_model(tmp_path):
+    from recsim_llm.agents.sb3 import load_sb3_policy
+    from recsim_llm.agents.specs import make_policy
+    from recsim_llm.config import EnvConfig
+    from recsim_llm.io import read_marker
+
+    out = tmp_path / "run"
+    args = _train(out, "--steps", "768", "--eval-every", "512", "--checkpoint-every", "256")
+    assert main([*args, "--keep-checkpoints", "1"]) == 0
+    assert read_marker(out)["kind"] == "train"
+    names = sorted(p.name for p in out.iterdir())
+    expected = ["checkpoints", "config.json", "eval.csv", "model.json", "model.zip"]
+    assert names == sorted([".recsim-llm.json", *expected, "progress.csv"])
+    config = json.loads((out / "config.json").read_text())
+    settings = config["settings"]
+    assert settings["env"]["encoder"] == "bow" and settings["env"]["horizon"] == 30
+    assert settings["seed"] == 0 and settings["threads"] == 1 and settings["n_envs"] == 4
+    assert settings["policy"] == "scorer" and settings["algorithm"] == "PPO"
+    assert settings["hyperparameters"]["n_steps"] == 64
+    assert config["torch_threads"] == 1
+    assert config["policy_class"].endswith("CandidateScorerPolicy")
+    assert set(config["versions"]) == {
+        "python",
+        "numpy",
+        "torch",
+        "stable-baselines3",
+        "gymnasium",
+        "recsim_llm",
+    }
+    assert [r["time/total_timesteps"] for r in _rows(out / "progress.csv")] == [
+        "256",
+        "512",
+        "768",
+    ]
+    evals = _rows(out / "eval.csv")
+    assert [r["step"] for r in evals] == ["512", "768"]  # every 512 and at the end
+    for row in evals:
+        returns = [float(row["return_seed_100"]), float(row["return_seed_101"])]
+        assert float(row["mean_return"]) == pytest.approx(np.mean(returns))
+    # Checkpoints at 256 and 512; only the newest kept.
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000000512"]
+    env = EnvConfig(encoder="bow", horizon=30)
+    assert load_sb3_policy(out / "model.zip", env).model.num_timesteps == 768
+    assert make_policy(f"model:{out}/model.zip", configs=[env]).name == "ppo:model"
+    checkpoint = out / "checkpoints" / "step-000000512" / "model.zip"
+    assert load_sb3_policy(checkpoint, env).model.num_timesteps == 512
+    # The final model is refused by an env it was not trained for, before unpickling.
+    with pytest.raises(ValueError, match="slate_size differs"):
+        load_sb3_policy(out / "model.zip", EnvConfig(encoder="bow", slate_size=3))
+    with pytest.raises(ValueError, match="encoder differs"):
+        load_sb3_policy(out / "model.zip", EnvConfig(encoder="lm-fast"))
+
+
+def test_resume_after_sigkill_ends_with_the_same_model_as_an_uninterrupted_run(tmp_path):
+    steps = ["--steps", "2560", "--eval-every", "512", "--checkpoint-every", "256"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "recsim_llm.cli", *_train(killed, *steps)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list((killed / "checkpoints").glob("step-*")):
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "model.zip").exists()  # killed mid-run, not after it
+    done = sorted(p.name for p in (killed / "checkpoints").iterdir() if p.name[0] != ".")
+    assert done and done[-1] < "step-000002560"
+
+    assert main([*_train(killed, *steps), "--resume"]) == 0
+    whole = tmp_path / "whole"
+    assert main(_train(whole, *steps)) == 0
+
+    resumed, reference = _parameters(killed / "model.zip"), _parameters(whole / "model.zip")
+    assert resumed.keys() == reference.keys()
+    for name, value in reference.items():
+        assert np.array_equal(resumed[name], value), name
+    assert int(resumed["num_timesteps"]) == 2560
+    # Evaluations are the same rows, and the log continues the step count without repeats.
+    assert _rows(killed / "eval.csv") == _rows(whole / "eval.csv")
+    logged = [r["time/total_timesteps"] for r in _rows(killed / "progress.csv")]
+    assert logged == [str(256 * i) for i in range(1, 11)]
+    leftovers = [p.name for p in (killed / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_foreign_out(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _train(out, "--steps", "256", "--eval-every", "0", "--checkpoint-every", "0")
+    assert main(args) == 0
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+
+    # Different settings: every differing key is named, nothing is written.
+    other = [*args[:-2], "--seed", "3", "--threads", "2", "--horizon", "20", "--out", str(out)]
+    assert main([*other, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"recsim-llm train: error: cannot resume {out}: settings differ" in err
+    for key in ("seed (saved 0, given 3)", "threads (saved 1, given 2)", "env.horizon"):
+        assert key in err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+    # Same settings on a complete run: nothing to do.
+    assert main([*args, "--resume"]) == 0
+    assert "complete" in capsys.readouterr().err
+
+    # No checkpoint (or no run at all): refused, naming the folder.
+    (out / "model.zip").unlink()
+    assert main([*args, "--resume"]) == 2
+    assert f"cannot resume {out}: no checkpoint in {out / 'checkpoints'}" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    assert main([*args[:-1], str(missing), "--resume"]) == 2
+    assert f"cannot resume {missing}: it is not a training run" in capsys.readouterr().err
+    assert not missing.exists()
+
+    # A foreign folder or a file as --out: refused before any work.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for path in (foreign, a_file):
+        assert main([*args[:-1], str(path)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and f"error: --out {path}" in captured.err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert a_file.read_text() == "mine"
+    assert main([*args[:-1], str(tmp_path / "model.zip")]) == 2
+    assert "--out is a run directory now" in capsys.readouterr().err
+
+
+def test_settings_are_checked(tmp_path):
+    from recsim_llm.agents.training import TrainSettings
+
+    with pytest.raises(ValueError, match="must not contain the training seed 5"):
+        TrainSettings(seed=5, eval_seeds=(4, 5))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        TrainSettings(threads=0)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        TrainSettings(policy="CnnPolicy")
