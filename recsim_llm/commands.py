@@ -154,7 +154,7 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ppo-steps",
         type=_non_negative_int,
-        default=200_000,
+        default=20_000,
         help="PPO training user-steps; 0 skips PPO",
     )
     parser.add_argument(

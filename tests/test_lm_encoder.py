@@ -474,3 +474,33 @@ def test_item_bias_of_loaded_encoder(lora_dir):
     assert np.all(enc.item_bias(v) == 0.0)
     with pytest.raises(ValueError, match="item_vectors"):
         enc.item_bias(v[:, :3])
+
+
+def test_logged_slates_are_shown_in_random_order_unless_ordered(tmp_path):
+    """Random presentation order: the slot no longer follows the behaviour policy's utility."""
+    import json
+
+    from recsim_llm.lm.logs import BehaviourPolicy, write_behaviour_logs
+
+    def slot_utilities(policy, name):
+        out = write_behaviour_logs(tmp_path / name, n_users=96, n_steps=6, seed=0, policy=policy)
+        lines = (out / "impressions.jsonl").read_text().splitlines()
+        rows = [json.loads(line)["hidden"]["utility"] for line in lines]
+        return np.array(rows, dtype=np.float64)
+
+    ordered = slot_utilities(BehaviourPolicy(epsilon=0.0, shuffle_order=False), "ordered")
+    shuffled = slot_utilities(BehaviourPolicy(epsilon=0.0), "shuffled")
+    assert ordered.shape == shuffled.shape and ordered.shape[1] >= 3
+    # Gumbel top-k in utility order: the first slot holds the slate's best item more often than
+    # chance (576 slates: chance 0.2 +- 0.017); shuffled, at chance.
+    chance = 1.0 / shuffled.shape[1]
+    first_is_best_ordered = np.mean(np.argmax(ordered, axis=1) == 0)
+    first_is_best_shuffled = np.mean(np.argmax(shuffled, axis=1) == 0)
+    assert first_is_best_ordered > chance + 0.06
+    assert abs(first_is_best_shuffled - chance) < 0.06
+    # Mean utility per slot: decreasing when ordered, flat (within noise) when shuffled.
+    assert np.all(np.diff(ordered.mean(axis=0)) < 0)
+    spread = np.ptp(shuffled.mean(axis=0))
+    assert spread < 0.25 * np.ptp(ordered.mean(axis=0))
+    with pytest.raises(ValueError, match="shuffle_order must be True or False"):
+        BehaviourPolicy(shuffle_order=1)
