@@ -504,3 +504,12 @@ def test_logged_slates_are_shown_in_random_order_unless_ordered(tmp_path):
     assert spread < 0.25 * np.ptp(ordered.mean(axis=0))
     with pytest.raises(ValueError, match="shuffle_order must be True or False"):
         BehaviourPolicy(shuffle_order=1)
+
+
+def test_early_stopping_follows_pooled_auc_when_rows_show_one_item():
+    """MovieLens logs show one item per row: per-row AUC is undefined there (NaN)."""
+    from recsim_llm.lm.finetune import stopping_key
+
+    assert stopping_key("two-tower", 5) == "val_row_auc"
+    assert stopping_key("two-tower", 1) == "val_auc"
+    assert stopping_key("pointwise", 5) == "val_auc"

@@ -469,7 +469,7 @@ class Trainer:
         )
         history = [{"epoch": 0, "step": 0, "train_loss": float("nan"), **self.validate()}]
         self._log(history[-1])
-        key = "val_row_auc" if cfg.objective == "two-tower" else "val_auc"
+        key = stopping_key(cfg.objective, int(self.data.slates.shape[1]))
 
         def score(record: dict[str, Any]) -> float:
             value = record[key]
@@ -684,6 +684,18 @@ class Trainer:
             32,
             progress=desc if self.progress else "",
         )
+
+
+def stopping_key(objective: str, slate_size: int) -> str:
+    """The validation metric early stopping follows.
+
+    Two-tower on slates of several items: the per-row AUC within the shown slate. With one shown
+    item per row (MovieLens logs) a row has no negative, the per-row AUC is undefined (NaN) and
+    would never improve, so the pooled validation AUC is used; pointwise: the pooled AUC.
+    """
+    if objective == "two-tower" and slate_size > 1:
+        return "val_row_auc"
+    return "val_auc"
 
 
 def whiten_projection(model: Any, pooled: np.ndarray) -> None:
