@@ -5,7 +5,8 @@ online learner (LinUCB, linear Thompson sampling) runs twice per seed: learning 
 frozen at the shift (its model stops updating from the step of the shift on; it still acts on the
 current observation, whose encoder state follows the user's history). Writes tidy per-step
 rewards (``drift_steps.csv``), a summary with intervals over seeds (``drift_summary.md``) and a
-plot (``drift.png``) into ``--out``.
+plot (``drift.png``) into ``--out``, one marked output folder written through ``recsim_llm.io``
+(a foreign ``--out`` is refused before any work).
 
     python benchmarks/bench_online_drift.py --seeds 0,1,2,3,4 --users 128 --out /tmp/drift
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,23 @@ def main() -> None:
     args = parser.parse_args()
     from dataclasses import replace
 
+    from recsim_llm.io import check_out_dir, output_directory
+
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds must be distinct non-negative integers, got {args.seeds!r}")
+    if args.users < 1:
+        parser.error(f"--users must be >= 1, got {args.users}")
+    check_out_dir(args.out, "eval")  # a foreign or file --out is refused before any work
+
     from recsim_llm.agents.bandits import LinearThompsonPolicy, LinUCBPolicy
     from recsim_llm.envs.vector import SlateVectorEnv
     from recsim_llm.evaluation import rollout
     from recsim_llm.scenarios import scenario_config
 
-    seeds = [int(s) for s in args.seeds.split(",")]
     config = replace(scenario_config("taste-shift"), encoder=args.encoder)
     shift = config.world.dynamics.shift_step
     makers = {
@@ -97,13 +110,12 @@ def main() -> None:
             result = rollout(make(), config, seed, args.users, env=env)
             curves[name].append(result.steps["reward"])
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "drift_steps.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["policy", "seed", "step", "reward"])
-        for name, runs in curves.items():
-            for seed, run in zip(seeds, runs, strict=True):
-                writer.writerows([name, seed, t, f"{r:.5f}"] for t, r in enumerate(run))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["policy", "seed", "step", "reward"])
+    for name, runs in curves.items():
+        for seed, run in zip(seeds, runs, strict=True):
+            writer.writerows([name, seed, t, f"{r:.5f}"] for t, r in enumerate(run))
     horizon = min(min(r.size for r in runs) for runs in curves.values())
     lines = [
         f"`python benchmarks/bench_online_drift.py --seeds {args.seeds} --users {args.users} "
@@ -134,7 +146,6 @@ def main() -> None:
         lo, hi = interval(d)
         diff_lines.append(f"- {base}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
     text = "\n".join(lines + diff_lines) + "\n"
-    (args.out / "drift_summary.md").write_text(text)
     print(text)
     import matplotlib
 
@@ -155,7 +166,13 @@ def main() -> None:
     ax.set_title(f"taste shift at step {shift}: learning vs frozen ({len(seeds)} seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / "drift.png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    # One marked output folder, staged and swapped in whole (recsim_llm.io).
+    with output_directory(args.out, "eval") as staging:
+        (staging / "drift_steps.csv").write_text(buffer.getvalue())
+        (staging / "drift_summary.md").write_text(text)
+        (staging / "drift.png").write_bytes(png.getvalue())
 
 
 if __name__ == "__main__":

@@ -38,3 +38,37 @@ def logs(tmp_path_factory):
     return write_behaviour_logs(
         tmp_path_factory.mktemp("logs") / "logs", n_users=24, n_steps=8, seed=3
     )
+
+
+TINY_FINETUNE = dict(
+    epochs=1,
+    max_train_rows=64,
+    max_val_rows=24,
+    batch_size=8,
+    fast_rows=48,
+    fast_epochs=20,
+    user_max_length=64,
+    item_max_length=32,
+    lr=1e-3,
+    threads=1,
+)
+"""Fine-tuning settings of the tiny-BERT LM tests (seconds per run)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_finetune():
+    """``FinetuneConfig`` keyword arguments for a seconds-long fine-tune of the tiny BERT."""
+    return dict(TINY_FINETUNE)
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory, tiny_model, logs, tiny_finetune):
+    """A LoRA encoder of the tiny BERT on ``logs``, built once (tests copy it before writing).
+
+    keep_best=False: the saved adapter must hold trained weights (tests check it is not a
+    no-op); early stopping may otherwise keep the untrained start.
+    """
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, keep_best=False, **tiny_finetune)
+    return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)

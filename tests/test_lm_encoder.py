@@ -23,28 +23,6 @@ from recsim_llm.lm.logs import (
 )
 from recsim_llm.lm.metrics import auc
 
-TINY = dict(
-    epochs=1,
-    max_train_rows=64,
-    max_val_rows=24,
-    batch_size=8,
-    fast_rows=48,
-    fast_epochs=20,
-    user_max_length=64,
-    item_max_length=32,
-    lr=1e-3,
-    threads=1,
-)
-
-
-@pytest.fixture(scope="module")
-def lora_dir(tmp_path_factory, tiny_model, logs):
-    # keep_best=False: the saved adapter must hold trained weights (the save/load tests check
-    # that it is not a no-op); early stopping may otherwise keep the untrained start.
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, keep_best=False, **TINY)
-    return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
-
-
 # -- text and logs ---------------------------------------------------------------------------------
 
 
@@ -197,10 +175,10 @@ def test_lora_save_load_gives_identical_embeddings(lora_dir):
     assert not np.allclose(base, enc.encode_items(texts), atol=1e-6)
 
 
-def test_full_finetune_and_merge(tmp_path, tiny_model, logs, lora_dir):
+def test_full_finetune_and_merge(tmp_path, tiny_model, logs, lora_dir, tiny_finetune):
     from recsim_llm.lm.store import load_encoder, merge_encoder
 
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=False, max_steps=2, **TINY)
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=False, max_steps=2, **tiny_finetune)
     full = finetune(logs, tmp_path / "full", cfg, progress=False)
     enc = load_encoder(full)
     assert not enc.config["lora"] and enc.config["trainable_fraction"] == pytest.approx(1.0)
@@ -385,10 +363,14 @@ def test_movielens_logs_have_the_log_format(tmp_path):
     assert data.clock[split.train].max() < data.clock[split.test].min()
 
 
-def test_pointwise_objective_trains_evaluates_and_is_no_env_encoder(tmp_path, tiny_model, logs):
+def test_pointwise_objective_trains_evaluates_and_is_no_env_encoder(
+    tmp_path, tiny_model, logs, tiny_finetune
+):
     from recsim_llm.lm.state import LMFastEncoder
 
-    cfg = FinetuneConfig(model_path=str(tiny_model), objective="pointwise", max_steps=2, **TINY)
+    cfg = FinetuneConfig(
+        model_path=str(tiny_model), objective="pointwise", max_steps=2, **tiny_finetune
+    )
     path = finetune(logs, tmp_path / "pw", cfg, progress=False, evaluate=True, eval_rows=16)
     metrics = json.loads((path / "metrics.json").read_text())
     table = metrics["evaluation"]["table"]
@@ -407,14 +389,16 @@ def test_encoder_eval_refuses_logs_the_encoder_was_not_trained_on(tmp_path, lora
     assert not (tmp_path / "eval").exists()
 
 
-def test_cache_is_written_listed_checked_and_carried_by_merge(tmp_path, tiny_model, logs):
+def test_cache_is_written_listed_checked_and_carried_by_merge(
+    tmp_path, tiny_model, logs, tiny_finetune
+):
     from recsim_llm.io import OutputError, read_marker
     from recsim_llm.lm.store import merge_encoder, read_cache, read_encoder_config
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, max_steps=1, **TINY)
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, max_steps=1, **tiny_finetune)
     with pytest.raises(OutputError, match="did not write"):
         finetune("no-such-logs", foreign, cfg, progress=False)  # refused before reading logs
     texts = {

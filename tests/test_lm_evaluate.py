@@ -23,24 +23,11 @@ from recsim_llm.lm.finetune import FinetuneConfig, finetune
 from recsim_llm.lm.logs import labels, load_logs, split_logs
 from recsim_llm.lm.metrics import auc
 
-TINY = dict(
-    epochs=1,
-    max_train_rows=64,
-    max_val_rows=24,
-    batch_size=8,
-    fast_rows=48,
-    fast_epochs=20,
-    user_max_length=64,
-    item_max_length=32,
-    lr=1e-3,
-    threads=1,
-)
-
 
 @pytest.fixture(scope="module")
-def enc_dir(tmp_path_factory, tiny_model, logs):
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
-    return finetune(logs, tmp_path_factory.mktemp("enc") / "lora", cfg, progress=False)
+def enc_dir(lora_dir):
+    """The shared tiny LoRA encoder (conftest ``lora_dir``)."""
+    return lora_dir
 
 
 # -- known answers -----------------------------------------------------------------------------------
@@ -119,7 +106,9 @@ def test_logs_record_hidden_truth_per_shown_slot(logs):
     assert np.all(np.abs(hidden["match"]) <= 1.0 + 1e-6)
 
 
-def test_hidden_fields_never_reach_training_or_encoders(tmp_path, tiny_model, logs, enc_dir):
+def test_hidden_fields_never_reach_training_or_encoders(
+    tmp_path, tiny_model, logs, enc_dir, tiny_finetune
+):
     # The same logs with the hidden truth scrambled: training and encoder scores do not move.
     other = tmp_path / "scrambled"
     shutil.copytree(logs, other)
@@ -128,7 +117,7 @@ def test_hidden_fields_never_reach_training_or_encoders(tmp_path, tiny_model, lo
     for r in rows:
         r["hidden"] = {k: rng.normal(size=len(v)).tolist() for k, v in r["hidden"].items()}
     (other / "impressions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, **TINY)
+    cfg = FinetuneConfig(model_path=str(tiny_model), lora=True, keep_best=False, **tiny_finetune)
     again = finetune(other, tmp_path / "enc", cfg, progress=False)
     files = json.loads((again / "encoder.json").read_text())["files"]
     assert files == json.loads((enc_dir / "encoder.json").read_text())["files"]
