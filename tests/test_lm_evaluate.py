@@ -195,3 +195,35 @@ def test_encoder_eval_refuses_bad_arguments_before_work(tmp_path, logs, enc_dir)
     with pytest.raises(ValueError, match="encoders"):
         ev_mod.evaluate_encoders(logs, [], tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+def test_popularity_combiner_learns_on_the_ranking_the_table_reports():
+    """Rows showing one item (MovieLens ratings): the combiner's training set is the candidates of
+    rows with a positive, labelled 1 for the shown item only; with shown slates, the shown items."""
+    from types import SimpleNamespace
+
+    from recsim_llm.lm.evaluate import combiner_training_set
+    from recsim_llm.lm.logs import Split
+
+    data = SimpleNamespace(
+        slates=np.array([[2], [0], [1]]),
+        candidates=np.array([[2, 0, 1, -1], [0, 3, 2, 1], [1, 3, 0, 2]]),
+        click_pos=np.array([0, 0, 0]),
+        rating=np.array([5.0, 2.0, 4.0]),  # liked, not liked, liked
+    )
+    split = Split(np.array([], int), np.array([0, 1, 2]), np.array([], int), np.array([], int))
+    states = SimpleNamespace(
+        fast=lambda rows: np.ones((len(rows), 2)),
+        items=np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 0.0]]),
+        bias=np.zeros(4),
+        scale=1.0,
+    )
+    pop = np.array([0.0, 1.0, 3.0, 7.0])
+    x, y = combiner_training_set(data, split, "liked", "candidates", states, pop)
+    # Rows 0 and 2 (liked) with 3 and 4 valid candidates; row 1 has no positive and is left out.
+    assert y.tolist() == [1, 0, 0, 1, 0, 0, 0]
+    assert x[:, 0].tolist() == [2.0, 1.0, 1.0, 1.0, 0.0, 1.0, 2.0]
+    assert np.allclose(x[:, 1], np.log1p([3, 0, 1, 1, 7, 0, 3]))
+    # Shown slates: every shown item of every validation row, labelled by its response.
+    x, y = combiner_training_set(data, split, "liked", "slate", states, pop)
+    assert y.tolist() == [1, 0, 1] and x[:, 0].tolist() == [2.0, 1.0, 1.0]

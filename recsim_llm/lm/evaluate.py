@@ -25,7 +25,7 @@ and the fast state (``FastHead``), each scored ``u·v + b(v)`` (``b`` = the enco
 ``item_bias`` when it has one, else 0; both terms read text only), the personal component
 ``(u - ū)·v`` and the prior ``ū·v + b(v)`` (``ū`` = mean state over the evaluated rows), and the
 fast score combined with observable popularity (a 2-feature logistic regression fit on validation
-rows). Baselines: zero-shot MiniLM (bundled model, mean-pooled, cosine), leak-free popularity
+rows, on the ranking the table reports: shown items, or candidates when rows show one item). Baselines: zero-shot MiniLM (bundled model, mean-pooled, cosine), leak-free popularity
 (clicks in training rows only; cold items have none, asserted), a hashed bag of words of history
 and item text (1024-d) with a logistic scorer on user-bag ⊙ item-bag plus item-bag features fit on
 training rows, and the env's own ``bow`` encoder state scored by cosine. Beside them: each
@@ -512,6 +512,33 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
     return w
 
 
+def combiner_training_set(
+    data: LogData, split: Split, label: str, over: str, states: Any, pop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (fast text score, log1p popularity) and 0/1 labels of the validation rows.
+
+    ``over == "slate"``: every shown item, labelled by its response. ``over == "candidates"``
+    (rows show one item, e.g. MovieLens ratings): every valid candidate of a row whose shown item
+    got a positive response, labelled 1 for that item and 0 for the others: the ranking the table
+    reports, where popularity matters far more than among the shown items alone.
+    """
+    val = split.val
+    u, v, b, s = states.fast(val), states.items, states.bias, states.scale
+    y = labels(data, label)[val]
+    if over == "slate":
+        items = data.slates[val]
+        score = s * np.einsum("nd,nkd->nk", u, v[items]) + b[items]
+        return np.column_stack([score.ravel(), np.log1p(pop[items]).ravel()]), y.ravel()
+    keep = y[:, 0] > 0
+    cands = data.candidates[val][keep]
+    valid = cands >= 0
+    items = np.maximum(cands, 0)
+    score = s * np.einsum("nd,nkd->nk", u[keep], v[items]) + b[items]
+    target = (cands == data.slates[val][keep][:, :1]).astype(np.float64)
+    x = np.column_stack([score[valid], np.log1p(pop[items][valid])])
+    return x, target[valid]
+
+
 class EncoderStates:
     """A loaded two-tower encoder's item embeddings, item bias and user states on log rows."""
 
@@ -680,13 +707,10 @@ def evaluate_split(
             add(f"{enc.name} {kind}: prior s·ū·v + b", prior, start)
             div[f"{enc.name} {kind}"] = diversity(u[sample_rows])
             if kind == "fast" and split.val.size:
-                # Text score + observable popularity: 2 features, fit on validation rows.
-                val = split.val
-                vu = states.fast(val)
-                vy = labels(data, label)[val]
-                vs = s * np.einsum("nd,nkd->nk", vu, v[data.slates[val]]) + b[data.slates[val]]
-                x = np.column_stack([vs.ravel(), np.log1p(pop[data.slates[val]]).ravel()])
-                w = fit_logistic(x, vy.ravel())
+                # Text score + observable popularity: 2 features, fit on validation rows, on
+                # the task the table ranks (shown items, or the candidates when rows show one).
+                x, vy = combiner_training_set(data, split, label, ev.over, states, pop)
+                w = fit_logistic(x, vy)
                 comb = w[0] * full + w[1] * np.log1p(pop[np.maximum(data.candidates[rows], 0)])
                 name = f"{enc.name} fast + popularity (logistic on validation rows)"
                 add(name, comb, start)
