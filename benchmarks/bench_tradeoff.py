@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     summaries, _ = evaluate(policies, config, range(args.seeds), args.users, args.scenario)
     elapsed = time.perf_counter() - start
     by_name = {s.policy: s for s in summaries}
-    mix_means = {m.name: by_name[m.name].ci("return")[0] for m in mixes}
+    mix_means = {m.name: by_name[m.name].ci("return").point for m in mixes}
     best = max(mix_means, key=mix_means.get)
     best_ci = by_name[best].ci("return")
     myopic_ci = by_name["myopic"].ci("return")
     oracle_ci = by_name["oracle"].ci("return")
     interior = best not in (mixes[0].name, mixes[-1].name)
-    separated = myopic_ci[2] < best_ci[1]
-    oracle_better = oracle_ci[0] > best_ci[0]
+    separated = myopic_ci.high < best_ci.low
+    oracle_better = oracle_ci.point > best_ci.point
     lines = [
         f"Scenario `{args.scenario}`, {args.seeds} seeds x {args.users} sessions, horizon "
         f"{config.horizon}; return = minutes watched per session (first session of each user "
@@ -68,11 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         summary_table(summaries),
         "",
         f"- (a) best fixed mix: **{best}** — interior: **{interior}**",
-        f"- (b) myopic {myopic_ci[0]:.1f} [{myopic_ci[1]:.1f}, {myopic_ci[2]:.1f}] vs best mix "
-        f"{best_ci[0]:.1f} [{best_ci[1]:.1f}, {best_ci[2]:.1f}] — intervals disjoint: "
-        f"**{separated}**",
-        f"- (c) oracle {oracle_ci[0]:.1f} [{oracle_ci[1]:.1f}, {oracle_ci[2]:.1f}] beats the best "
-        f"mix: **{oracle_better}**",
+        f"- (b) myopic {myopic_ci.format()} vs best mix {best_ci.format()} — intervals "
+        f"disjoint: **{separated}**",
+        f"- (c) oracle {oracle_ci.format()} beats the best mix: **{oracle_better}**",
     ]
     report = "\n".join(lines) + "\n"
     print(report)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsim_llm.evaluation import bootstrap_ci
 from recsim_llm.io import is_hidden
 from recsim_llm.results import RESULT_COLUMNS, SESSION_STEP
+from recsim_llm.stats import mean_estimate
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -46,23 +46,28 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
 
 
 def session_summary(table: pd.DataFrame, metric: str = "return") -> pd.DataFrame:
-    """Per policy and scenario: mean over seeds of a session metric with a 95% bootstrap CI."""
+    """Per policy and scenario: mean over seeds of a session metric with a 95% bootstrap CI.
+
+    The interval follows ``recsim_llm.stats``' rule: NaN bounds with one seed (no interval),
+    ``reliable`` False with fewer than ``MIN_RELIABLE_RUNS`` seeds.
+    """
     sessions = table[(table.step == SESSION_STEP) & (table.metric == metric)]
     rows = []
     for (scenario, policy), group in sessions.groupby(["scenario", "policy"], sort=False):
-        values = group.value.to_numpy()
-        mean, low, high = bootstrap_ci(values) if values.size > 1 else (values[0],) * 3
+        estimate = mean_estimate(group.value.to_numpy())
         rows.append(
             {
                 "scenario": scenario,
                 "policy": policy,
-                "seeds": values.size,
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
+                "seeds": estimate.n,
+                "mean": estimate.point,
+                "ci_low": estimate.low if estimate.has_interval else float("nan"),
+                "ci_high": estimate.high if estimate.has_interval else float("nan"),
+                "reliable": estimate.reliable,
             }
         )
-    return pd.DataFrame(rows, columns=["scenario", "policy", "seeds", "mean", "ci_low", "ci_high"])
+    columns = ["scenario", "policy", "seeds", "mean", "ci_low", "ci_high", "reliable"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def step_curves(

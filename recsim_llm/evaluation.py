@@ -1,5 +1,8 @@
 """Policy evaluation: roll policies over scenarios and seeds, summarise with bootstrap intervals.
 
+Intervals follow the reliability rule of ``recsim_llm.stats``: one seed gives no interval and
+fewer than ``MIN_RELIABLE_RUNS`` (5) seeds an interval flagged unreliable.
+
 One evaluation run of a policy on a seed is ``n_users`` concurrent sessions in the batched env:
 every user slot's first session (until churn or the horizon) is measured; later sessions in a
 slot (autoreset users) are not counted.
@@ -20,6 +23,7 @@ from recsim_llm.agents.base import LearningSlatePolicy, SlatePolicy
 from recsim_llm.config import EnvConfig
 from recsim_llm.context import attach_world, is_privileged
 from recsim_llm.results import SESSION_STEP, ResultRow
+from recsim_llm.stats import MIN_RELIABLE_RUNS, Estimate, mean_estimate
 
 PRIVILEGED_MARK = "†"
 """Appended to a privileged reference policy's name in summary tables (it reads hidden state)."""
@@ -148,19 +152,17 @@ def bootstrap_ci(
     n_resamples: int = 5000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval of the mean: (mean, low, high)."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("values must be finite")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(x.size, size=(n_resamples, x.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(x.mean()), float(low), float(high)
+    """Mean and percentile-bootstrap confidence interval of the mean: (mean, low, high).
+
+    A bare tuple says nothing about how many values it rests on: with one value it is
+    ``(v, v, v)`` and with three nearly ``(mean, min, max)``. Prefer
+    ``recsim_llm.stats.mean_estimate``, which gives the same numbers in an ``Estimate`` that
+    carries the reliability rule.
+    """
+    estimate = mean_estimate(values, confidence=confidence, n_resamples=n_resamples, rng=seed)
+    if not estimate.has_interval:
+        return estimate.point, estimate.point, estimate.point  # the tuple API's old answer
+    return estimate.point, float(estimate.low), float(estimate.high)
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,24 @@ class PolicySummary:
         """The name as tables show it: privileged references carry ``PRIVILEGED_MARK``."""
         return f"{self.policy}{PRIVILEGED_MARK}" if self.privileged else self.policy
 
-    def ci(self, metric: str = "return") -> tuple[float, float, float]:
-        return bootstrap_ci(self.per_seed[metric])
+    def ci(
+        self,
+        metric: str = "return",
+        *,
+        confidence: float = 0.95,
+        n_resamples: int = 5000,
+        seed: int = 0,
+    ) -> Estimate:
+        """Mean over seeds of ``metric`` with a percentile bootstrap interval over seeds.
+
+        One seed: no interval; fewer than ``MIN_RELIABLE_RUNS`` seeds: flagged unreliable
+        (``Estimate.reliable``).
+        """
+        if metric not in self.per_seed:
+            raise ValueError(f"metric must be one of {sorted(self.per_seed)}, got {metric!r}")
+        return mean_estimate(
+            self.per_seed[metric], confidence=confidence, n_resamples=n_resamples, rng=seed
+        )
 
 
 def evaluate(
@@ -241,23 +259,32 @@ def evaluate(
 def summary_table(summaries: Sequence[PolicySummary]) -> str:
     """A markdown table: return with 95% CI, clicks, session length and churn per policy.
 
-    Privileged references are marked ``name†``, with a footnote under the table.
+    The interval column follows the reliability rule: with one seed it says there is no
+    interval, with fewer than ``MIN_RELIABLE_RUNS`` seeds the interval is marked unreliable
+    (and a footnote says why). Privileged references are marked ``name†``, with a footnote.
     """
     lines = [
         "| policy | return (min watched) | 95% CI | clicks per session | session length (steps) "
         "| churned (share of users) |",
         "|---|---:|---|---:|---:|---:|",
     ]
-    for s in summaries:
-        mean, low, high = s.ci("return")
+    estimates = [s.ci("return") for s in summaries]
+    for s, estimate in zip(summaries, estimates, strict=True):
         lines.append(
-            f"| {s.label} | {mean:.1f} | [{low:.1f}, {high:.1f}] | "
+            f"| {s.label} | {estimate.point:.1f} | {estimate.format_interval()} | "
             f"{s.per_seed['clicks'].mean():.1f} | {s.per_seed['session_length'].mean():.1f} | "
             f"{s.per_seed['churned'].mean():.1%} |"
         )
+    notes = []
+    if any(not e.reliable for e in estimates):
+        notes.append(
+            f"Intervals over fewer than {MIN_RELIABLE_RUNS} seeds are close to the range of the "
+            "seed means, not trustworthy 95% intervals; one seed gives none."
+        )
     if any(s.privileged for s in summaries):
-        lines += [
-            "",
-            f"{PRIVILEGED_MARK} privileged reference: reads the hidden world, not deployable.",
-        ]
+        notes.append(
+            f"{PRIVILEGED_MARK} privileged reference: reads the hidden world, not deployable."
+        )
+    for note in notes:
+        lines += ["", note]
     return "\n".join(lines)

@@ -45,11 +45,26 @@ def test_summaries(runs_root):
     summary = data.session_summary(table)
     assert set(summary.policy) == {"random", "myopic", "mix-0.20"}
     assert (summary.ci_low <= summary["mean"]).all() and (summary["mean"] <= summary.ci_high).all()
+    assert (summary.seeds == 2).all() and not summary.reliable.any()  # 2 seeds: unreliable
     curves = data.step_curves(table, "true_satisfaction", "default")
     assert list(curves.columns) == sorted(["random", "myopic", "mix-0.20"])
     assert curves.index.max() < 45
     wide = data.robustness(table)
     assert "taste-shift vs default" in wide.columns
+
+
+def test_session_summary_gives_no_interval_for_one_seed():
+    import pandas as pd
+
+    from recsim_llm.results import RESULT_COLUMNS, SESSION_STEP
+
+    rows = [("r", "one", "default", 0, SESSION_STEP, "return", 300.0)]
+    rows += [("r", "five", "default", s, SESSION_STEP, "return", 400.0 + s) for s in range(5)]
+    summary = data.session_summary(pd.DataFrame(rows, columns=RESULT_COLUMNS)).set_index("policy")
+    assert summary.loc["one", "mean"] == 300.0
+    assert summary.loc[["one"], ["ci_low", "ci_high"]].isna().all(axis=None)
+    assert not summary.loc["one", "reliable"] and summary.loc["five", "reliable"]
+    assert summary.loc["five", "ci_low"] < 402.0 < summary.loc["five", "ci_high"]
 
 
 def test_bad_results_file_is_named(tmp_path):

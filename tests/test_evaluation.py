@@ -14,7 +14,14 @@ from recsim_llm.agents.baselines import (
     top_k,
 )
 from recsim_llm.config import EnvConfig
-from recsim_llm.evaluation import bootstrap_ci, evaluate, rollout, rollout_rows
+from recsim_llm.evaluation import (
+    PolicySummary,
+    bootstrap_ci,
+    evaluate,
+    rollout,
+    rollout_rows,
+    summary_table,
+)
 from recsim_llm.results import RESULT_COLUMNS, read_results, write_run
 
 
@@ -33,6 +40,42 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data():
 def test_bootstrap_ci_rejects_bad_input(values):
     with pytest.raises(ValueError, match="values"):
         bootstrap_ci(values)
+
+
+def test_bootstrap_ci_keeps_its_numbers_and_its_one_value_answer():
+    values = np.random.default_rng(1).normal(400, 10, size=6)
+    estimate = PolicySummary("p", {"return": values}).ci("return")
+    assert bootstrap_ci(values) == (estimate.point, estimate.low, estimate.high)
+    assert bootstrap_ci([3.0]) == (3.0, 3.0, 3.0)
+
+
+def _summary(policy: str, returns: list[float]) -> PolicySummary:
+    n = len(returns)
+    per_seed = {"return": np.asarray(returns), "clicks": np.full(n, 2.0)}
+    per_seed |= {"session_length": np.full(n, 10.0), "churned": np.full(n, 0.25)}
+    return PolicySummary(policy, per_seed)
+
+
+def test_summary_table_follows_the_reliability_rule():
+    one = _summary("one", [412.3])
+    three = _summary("three", [400.0, 410.0, 420.0])
+    five = _summary("five", [400.0, 405.0, 410.0, 415.0, 420.0])
+    assert not one.ci().has_interval
+    assert not three.ci().reliable and five.ci().reliable
+    table = summary_table([one, three, five])
+    assert "| one | 412.3 | (1 seed: no interval) |" in table
+    assert f"| three | 410.0 | {three.ci().format_interval()} |" in table
+    assert "(n=3: unreliable)" in table
+    row = next(line for line in table.splitlines() if line.startswith("| five |"))
+    assert f"| {five.ci().format_interval()} |" in row and "unreliable" not in row
+    assert "| 95% CI |" in table.splitlines()[0]
+    assert "fewer than 5 seeds" in table
+    assert "fewer than 5 seeds" not in summary_table([five])
+
+
+def test_policy_summary_ci_names_an_unknown_metric():
+    with pytest.raises(ValueError, match="metric must be one of"):
+        _summary("p", [1.0, 2.0]).ci("reward")
 
 
 def test_top_k_orders_best_first():
