@@ -24,10 +24,19 @@ __all__ = ["MovieLensEnv", "MovieLensVectorEnv", "movielens_env_config"]
 
 
 def movielens_env_config(calibration: Calibration, config: EnvConfig | None = None) -> EnvConfig:
-    """``config`` (default ``EnvConfig()``) with its world replaced by the calibrated one."""
+    """``config`` (default ``EnvConfig()``) with its world replaced by the calibrated one.
+
+    An LM state (``lm-fast``/``lm-exact``) without an ``encoder_path`` uses the shipped MovieLens
+    encoder (fit on MovieLens-100K ratings), not the synthetic world's default encoder.
+    """
     if config is not None and not isinstance(config, EnvConfig):
         raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
-    return replace(config or EnvConfig(), world=calibration.world_config)
+    config = replace(config or EnvConfig(), world=calibration.world_config)
+    if config.encoder in ("lm-fast", "lm-exact") and not config.encoder_path:
+        from recsim_llm.lm.state import shipped_movielens_encoder_path
+
+        config = replace(config, encoder_path=str(shipped_movielens_encoder_path()))
+    return config
 
 
 def _calibration(

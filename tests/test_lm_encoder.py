@@ -119,7 +119,7 @@ def test_auc_matches_definition():
         ("split", "random"),
         ("lr", 0.0),
         ("batch_size", 1),
-        ("epochs", 0),
+        ("epochs", -1),
         ("proj_dim", -1),
         ("dropout", 0.95),
         ("lora_r", True),
@@ -497,3 +497,28 @@ def test_early_stopping_follows_pooled_auc_when_rows_show_one_item():
     assert stopping_key("two-tower", 5) == "val_row_auc"
     assert stopping_key("two-tower", 1) == "val_auc"
     assert stopping_key("pointwise", 5) == "val_auc"
+
+
+def test_zero_epochs_skips_the_lm_stage_and_still_fits_the_fast_head(
+    tmp_path, tiny_model, logs, tiny_finetune
+):
+    """``epochs=0``: the adapter stays a no-op (the pretrained LM), the history holds only the
+    starting validation, and the fast head is still fit and saved."""
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+    from recsim_llm.lm.store import load_encoder
+
+    kw = {**tiny_finetune, "epochs": 0}
+    out = finetune(
+        logs,
+        tmp_path / "heads-only",
+        FinetuneConfig(model_path=str(tiny_model), **kw),
+        progress=False,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["step"] for r in metrics["history"]] == [0]
+    enc = load_encoder(out)
+    texts = ["User aged 18-24. History: clicked The galaxy story.", "The jazz club. Genres: Music."]
+    with enc.model.backbone.disable_adapter():
+        base = enc.encode_items(texts)
+    np.testing.assert_allclose(base, enc.encode_items(texts), atol=1e-6)
+    assert metrics["fast_head"]["fast_rows"] > 0

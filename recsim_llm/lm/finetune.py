@@ -56,6 +56,8 @@ class FinetuneConfig:
     lr: float = 2e-4
     batch_size: int = 16
     epochs: int = 2
+    """Passes of the LM stage over the training rows; 0 skips the LM stage (the pretrained LM
+    with its initial LoRA, whitened projection and item bias; only the fast head is fit)."""
     weight_decay: float = 0.01
     dropout: float = 0.1
     patience: int = 1
@@ -123,7 +125,7 @@ class FinetuneConfig:
             ("lora_r", 1),
             ("lora_alpha", 1),
             ("batch_size", 2),
-            ("epochs", 1),
+            ("epochs", 0),
             ("patience", 0),
             ("max_train_rows", 0),
             ("max_val_rows", 1),

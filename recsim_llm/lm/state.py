@@ -38,6 +38,20 @@ SHIPPED_ENCODER = ASSETS / "minilm-lora-default"
 """The LoRA encoder shipped with the package, fine-tuned on the default synthetic world."""
 
 
+SHIPPED_MOVIELENS_ENCODER = ASSETS / "minilm-lora-movielens"
+"""The encoder the MovieLens env's LM states use by default, fit on MovieLens-100K ratings."""
+
+
+def shipped_movielens_encoder_path() -> Path:
+    """Directory of the shipped MovieLens encoder (clear error when the package data is missing)."""
+    if not (SHIPPED_MOVIELENS_ENCODER / "encoder.json").is_file():
+        raise FileNotFoundError(
+            f"the shipped MovieLens encoder is missing under {SHIPPED_MOVIELENS_ENCODER}; "
+            "reinstall recsim-llm or set EnvConfig(encoder_path=...)"
+        )
+    return SHIPPED_MOVIELENS_ENCODER
+
+
 def shipped_encoder_path() -> Path:
     """Directory of the shipped encoder (clear error when the package data is missing)."""
     if not (SHIPPED_ENCODER / "encoder.json").is_file():
