@@ -22,7 +22,7 @@ from recsim_llm.config import EnvConfig, to_dict
 from recsim_llm.encoders import encoder_names
 from recsim_llm.io import claim_output
 from recsim_llm.results import write_run
-from recsim_llm.scenarios import scenario_config, scenario_names
+from recsim_llm.scenarios import parse_scenario, scenario_config, scenario_names
 
 TRUST_WARNING = (
     "recsim-llm: note: loading a model zip unpickles code stored in it; load only files you trust"
@@ -101,15 +101,26 @@ def _policy_specs(text: str) -> list[str]:
     return specs
 
 
+def _scenario(text: str) -> str:
+    """A scenario spec, ``NAME`` or ``NAME@STRENGTH``, checked against the registry."""
+    name = text.strip()
+    if name.partition("@")[0] not in scenario_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {name!r}; choose from {', '.join(scenario_names())}"
+        )
+    try:
+        parse_scenario(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
+
+
 def _scenarios(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
+    names = [_scenario(s) for s in text.split(",") if s.strip()]
     if not names:
         raise argparse.ArgumentTypeError("scenarios must name at least one scenario")
-    for name in names:
-        if name not in scenario_names():
-            raise argparse.ArgumentTypeError(
-                f"unknown scenario {name!r}; choose from {', '.join(scenario_names())}"
-            )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"scenarios must not repeat, got {text!r}")
     return names
 
 
@@ -124,7 +135,14 @@ def _add_encoder(parser: argparse.ArgumentParser, default: str | None = None) ->
 
 
 def _add_scenario(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument("--scenario", choices=scenario_names(), default="default", help=help_text)
+    parser.add_argument(
+        "--scenario",
+        type=_scenario,
+        default="default",
+        metavar="NAME[@STRENGTH]",
+        help=f"{help_text}, from: {', '.join(scenario_names())} (`recsim-llm scenarios` lists "
+        "them with their strength ranges)",
+    )
 
 
 def _add_seeds(parser: argparse.ArgumentParser, default: str) -> None:
@@ -336,7 +354,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         type=_scenarios,
         default="default",
         metavar="NAMES",
-        help=f"comma-separated scenarios, from: {', '.join(scenario_names())}",
+        help=f"comma-separated scenarios, NAME or NAME@STRENGTH, from: "
+        f"{', '.join(scenario_names())} (`recsim-llm scenarios` lists them)",
     )
     _add_seeds(parser, "0,1,2")
     parser.add_argument("--users", type=_positive_int, default=64, help="sessions per seed")
@@ -515,6 +534,30 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+# -- scenarios ------------------------------------------------------------------------------------
+def add_scenarios_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options: the list is short
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    from recsim_llm.scenarios import scenario_table
+
+    del args
+    lines = [
+        "| scenario | version | description | strength | default | range |",
+        "|---|---:|---|---|---:|---|",
+    ]
+    for row in scenario_table():
+        default = "" if row["default"] is None else f"{row['default']:g}"
+        lines.append(
+            f"| {row['name']} | {row['version']} | {row['description']} | {row['strength']} "
+            f"| {default} | {row['range']} |"
+        )
+    print("\n".join(lines))
+    print("\nSelect a strength with NAME@STRENGTH, e.g. --scenarios obs-noise@0.5,bots@0.1")
+    return 0
+
+
 QUICKSTART = Command(
     "Run the default world with the baselines (and a short PPO) and print a table.",
     add_quickstart_arguments,
@@ -534,6 +577,11 @@ TRAIN = Command(
     "Train a Stable-Baselines3 policy on the batched env and save it.",
     add_train_arguments,
     run_train,
+)
+SCENARIOS = Command(
+    "List the named scenarios: version, description, strength parameter and range.",
+    add_scenarios_arguments,
+    run_scenarios,
 )
 DASHBOARD = Command(
     "Open the Streamlit dashboard on saved run directories.",
