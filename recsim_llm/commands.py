@@ -361,14 +361,44 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=_positive_int, default=64, help="sessions per seed")
     _add_horizon(parser)
     _add_encoder(parser)
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where the grid's tasks (policy x scenario x seed) run: local processes, or Ray "
+        '(pip install "recsim-llm[ray]")',
+    )
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="local processes (1: this process)"
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address for --executor ray ('auto': the running cluster; default: "
+        "start a local Ray instance)",
+    )
+    parser.add_argument(
+        "--log-fraction",
+        type=float,
+        default=0.0,
+        help="share of users whose every step is written to steps.parquet (0: none)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
 @_claims_out("run")
 def run_evaluate(args: argparse.Namespace) -> int:
-    from recsim_llm.evaluation import evaluate, summary_table
+    from recsim_llm.context import is_privileged
+    from recsim_llm.evaluation import PolicySummary, summary_table
+    from recsim_llm.grid import add_reference_scores, grid_tasks, make_executor, run_grid
+    from recsim_llm.report import write_grid_run
+    from recsim_llm.scenarios import scenario_info
+    from recsim_llm.steplog import sample_users
 
     specs, scenarios = args.policies, args.scenarios
+    sample_users(1, args.log_fraction, 0)  # checks --log-fraction before any work
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray")
     overrides: dict[str, object] = {}
     if args.horizon:
         overrides["horizon"] = args.horizon
@@ -378,29 +408,58 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _warn_if_models(specs)
     # Every policy is built (and every model checked against every scenario) before any run.
     policies = make_policies(specs, configs=list(env_configs.values()))
-    all_rows, report, configs = [], [], {}
+    names = [p.name for p in policies]
+    tasks = grid_tasks(
+        specs,
+        scenarios,
+        args.seeds,
+        args.users,
+        run_id="evaluate",
+        overrides=overrides,
+        log_fraction=args.log_fraction,
+        names=names,
+    )
+    if args.executor == "ray":
+        executor = make_executor("ray", address=args.address)
+    else:
+        executor = make_executor("local", workers=args.workers)
+    result = run_grid(tasks, executor, progress=True)
+    result = type(result)(add_reference_scores(result.table), result.steplog, result.seconds)
+    table = result.table
+    sessions = table[table.step == -1]
+    report = []
     for name in scenarios:
-        config = env_configs[name]
-        configs[name] = to_dict(config)
-        summaries, rows = evaluate(
-            policies, config, args.seeds, args.users, name, "evaluate", progress=True
-        )
-        all_rows.extend(rows)
+        summaries = []
+        for policy in policies:
+            here = sessions[(sessions.scenario == name) & (sessions.policy == policy.name)]
+            per_seed = {
+                m: group.sort_values("seed").value.to_numpy() for m, group in here.groupby("metric")
+            }
+            summaries.append(PolicySummary(policy.name, per_seed, is_privileged(policy)))
         report += [f"## {name}", "", summary_table(summaries), ""]
-    write_run(
+    write_grid_run(
         args.out,
-        all_rows,
+        result,
         {
-            "scenarios": configs,
+            "scenarios": {name: to_dict(config) for name, config in env_configs.items()},
+            "scenario_versions": {
+                name: scenario_info(name.partition("@")[0]).version for name in scenarios
+            },
             "policies": specs,
-            "policy_names": [p.name for p in policies],
+            "policy_names": names,
             "seeds": args.seeds,
             "users": args.users,
+            "executor": args.executor,
+            "workers": args.workers,
+            "log_fraction": args.log_fraction,
         },
-        files={"summary.md": "\n".join(report)},
+        extra_files={"summary.md": "\n".join(report)},
     )
     print("\n".join(report))
-    print(f"results: {args.out}/results.csv")
+    print(
+        f"results: {args.out}/results.csv, results.parquet, report.md "
+        f"({len(tasks)} tasks, {sum(result.seconds):.1f}s of task time)"
+    )
     return 0
 
 

@@ -88,17 +88,33 @@ def steplog_frame(
 
     data = dict(user_steps or {})
     n = len(data.get("user", []))
-    frame = pd.DataFrame(
-        {
-            "run_id": [run_id] * n,
-            "policy": [policy] * n,
-            "scenario": [scenario] * n,
-            "seed": np.full(n, seed, dtype=np.int64),
-            **{c: data.get(c, []) for c in STEPLOG_COLUMNS[len(KEY_COLUMNS) :]},
-        },
-        columns=list(STEPLOG_COLUMNS),
-    )
-    return frame
+    columns: dict[str, object] = {
+        "run_id": [run_id] * n,
+        "policy": [policy] * n,
+        "scenario": [scenario] * n,
+        "seed": np.full(n, seed, dtype=np.int64),
+    }
+    for name in STEPLOG_COLUMNS[len(KEY_COLUMNS) :]:
+        values = data.get(name, [])
+        dtype = _DTYPES.get(name)
+        # Typed even when empty, so tables of several rollouts concatenate without casts.
+        columns[name] = (
+            np.asarray(values, dtype=dtype) if dtype else pd.Series(values, dtype=object)
+        )
+    return pd.DataFrame(columns, columns=list(STEPLOG_COLUMNS))
+
+
+_DTYPES = {
+    "user": np.int64,
+    "step": np.int64,
+    "click": bool,
+    "position": np.int64,
+    "item": np.int64,
+    "watch_time": np.float64,
+    "rating": np.float64,
+    "hidden_satisfaction": np.float64,
+    "hidden_value": np.float64,
+}
 
 
 def steplog_parquet(frame: pd.DataFrame) -> bytes:
