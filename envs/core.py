@@ -35,6 +35,15 @@ class StepResult:
     n_repaired: np.ndarray
 
 
+def _child_rng(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng``'s seed sequence without drawing from it
+    (a draw would move every later user, click and candidate of the run)."""
+    seed_seq = getattr(rng.bit_generator, "seed_seq", None)
+    if isinstance(seed_seq, np.random.SeedSequence):
+        return np.random.default_rng(seed_seq.spawn(1)[0])
+    return np.random.default_rng(int(rng.integers(2**63)))
+
+
 class SlateSimulator:
     """World, log, encoder and candidates for ``n_users`` slots.
 
@@ -102,6 +111,13 @@ class SlateSimulator:
         self._per_item = np.zeros((self.catalog.n_total, self.item_obs_dim), dtype=np.float32)
         """Per item: embedding (a copy of ``item_embeddings``, which only ``_encode_arrivals``
         writes), is-new flag, popularity; the candidate rows of observations come from here."""
+        # Robustness settings act here, at the log/observation boundary, never in the world.
+        self._lagged: np.ndarray | None = None
+        """(feedback_delay + 1, n, user_obs_dim) ring of past user rows (``feedback_delay``)."""
+        self._lag_pos = 0
+        self._boundary_rng: np.random.Generator | None = None
+        """Draws observation noise and lost clicks: a child of the reset rng's seed sequence,
+        so the world's random stream (users, clicks, candidates) is the one without them."""
 
     # -- lifecycle -----------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -115,6 +131,13 @@ class SlateSimulator:
             self.catalog.genres,
         )
         self._encode_arrivals()
+        if self.config.feedback_delay > 0:
+            self._lagged = np.zeros(
+                (self.config.feedback_delay + 1, self.n_users, self.user_obs_dim), dtype=np.float32
+            )
+            self._lag_pos = 0
+        if self.config.observation_noise > 0.0 or self.config.feedback_drop > 0.0:
+            self._boundary_rng = _child_rng(rng)
         self.reset_users(np.arange(self.n_users), rng)
         self.draw_candidates(rng)
         return self.observe()
@@ -124,6 +147,8 @@ class SlateSimulator:
         profiles = self.world.reset_users(rows, rng)
         self.log.reset_users(rows, profiles)
         self.states[rows] = self.encoder.encode_profiles(profiles)
+        if self._lagged is not None:
+            self._lagged[:, rows] = self._user_rows(rows)[None]  # the arrival state, every lag
 
     def _encode_arrivals(self) -> None:
         """Embed items that have arrived and were not embedded yet (done once per item)."""
@@ -194,9 +219,21 @@ class SlateSimulator:
         c = self.config.n_candidates
         slates = np.take(self.candidates, action + (np.arange(self.n_users) * c)[:, None])
         responses = self.world.step(slates, rng)
-        self.log.record(slates, responses.click_pos, responses.rating, responses.engagement)
+        click_pos, rating, engagement = responses.click_pos, responses.rating, responses.engagement
+        if self.config.feedback_drop > 0.0:
+            # Missing feedback: the click happened (the world moved), the log never heard of it.
+            assert self._boundary_rng is not None  # made by reset()
+            draw = self._boundary_rng.random(self.n_users)
+            lost = (click_pos >= 0) & (draw < self.config.feedback_drop)
+            click_pos = np.where(lost, -1, click_pos)
+            rating = np.where(lost, 0.0, rating)
+            engagement = np.where(lost, 0.0, engagement)
+        self.log.record(slates, click_pos, rating, engagement)
         self._encode_arrivals()
         self.encoder.update(self.states, self.log, self.item_embeddings, self.titles)
+        if self._lagged is not None:
+            self._lag_pos = (self._lag_pos + 1) % self._lagged.shape[0]
+            self._lagged[self._lag_pos] = self._user_rows(slice(None))
         truncated = self.world.session_step >= self.config.horizon
         terminated = responses.churned
         return StepResult(
@@ -232,14 +269,18 @@ class SlateSimulator:
         candidates = self.candidates[rows]
         n, c = candidates.shape
         user_dim = self.encoder.user_dim
-        user = np.empty((n, self.user_obs_dim), dtype=np.float32)
-        user[:, :user_dim] = self.states[rows]
-        user[:, user_dim] = self.world.session_step[rows] / self.config.horizon
-        user[:, user_dim + 1] = (
-            np.minimum(self.log.count[rows], self.config.history_length)
-            / self.config.history_length
-        )
-        user[:, user_dim + 2 :] = self.log.feedback(rows)
+        if self._lagged is None:
+            user = self._user_rows(rows)
+        else:
+            # Delayed feedback: the user part as it was feedback_delay steps ago (oldest kept).
+            oldest = (self._lag_pos + 1) % self._lagged.shape[0]
+            user = self._lagged[oldest, rows].copy()
+            user[:, user_dim] = self.world.session_step[rows] / self.config.horizon
+        if self._boundary_rng is not None and self.config.observation_noise > 0.0:
+            state = user[:, :user_dim]
+            rms = np.sqrt(np.mean(np.square(state, dtype=np.float64), axis=1, keepdims=True))
+            noise = self._boundary_rng.standard_normal(state.shape)
+            state += (self.config.observation_noise * rms * noise).astype(np.float32)
         items = np.empty((n, c, self.item_obs_dim), dtype=np.float32)
         # Candidates are always item ids (clip never clips); "raise" would copy ``out`` first.
         np.take(self._per_item_table(), candidates, axis=0, out=items, mode="clip")
@@ -248,6 +289,20 @@ class SlateSimulator:
             "candidates": items,
             "candidate_mask": np.ones((n, c), dtype=np.float32),
         }
+
+    def _user_rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        """(n, user_obs_dim) float32: the current user part of the observation of ``rows``."""
+        states = self.states[rows]
+        user_dim = self.encoder.user_dim
+        user = np.empty((states.shape[0], self.user_obs_dim), dtype=np.float32)
+        user[:, :user_dim] = states
+        user[:, user_dim] = self.world.session_step[rows] / self.config.horizon
+        user[:, user_dim + 1] = (
+            np.minimum(self.log.count[rows], self.config.history_length)
+            / self.config.history_length
+        )
+        user[:, user_dim + 2 :] = self.log.feedback(rows)
+        return user
 
     def _per_item_table(self) -> np.ndarray:
         """(n_total, item_dim + 2) float32: embedding, is-new flag and popularity of every item."""

@@ -36,6 +36,7 @@ for _name, _entry in {
     "evaluate": "recsim_llm.commands:EVALUATE",
     "train": "recsim_llm.commands:TRAIN",
     "dashboard": "recsim_llm.commands:DASHBOARD",
+    "scenarios": "recsim_llm.commands:SCENARIOS",
     "write-logs": "recsim_llm.lm.logs_cli",
     "finetune": "recsim_llm.lm.finetune_cli",
     "encoder-eval": "recsim_llm.lm.eval_cli",

@@ -22,7 +22,7 @@ from recsim_llm.config import EnvConfig, to_dict
 from recsim_llm.encoders import encoder_names
 from recsim_llm.io import claim_output
 from recsim_llm.results import write_run
-from recsim_llm.scenarios import scenario_config, scenario_names
+from recsim_llm.scenarios import parse_scenario, scenario_config, scenario_names
 
 TRUST_WARNING = (
     "recsim-llm: note: loading a model zip unpickles code stored in it; load only files you trust"
@@ -101,15 +101,26 @@ def _policy_specs(text: str) -> list[str]:
     return specs
 
 
+def _scenario(text: str) -> str:
+    """A scenario spec, ``NAME`` or ``NAME@STRENGTH``, checked against the registry."""
+    name = text.strip()
+    if name.partition("@")[0] not in scenario_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {name!r}; choose from {', '.join(scenario_names())}"
+        )
+    try:
+        parse_scenario(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
+
+
 def _scenarios(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
+    names = [_scenario(s) for s in text.split(",") if s.strip()]
     if not names:
         raise argparse.ArgumentTypeError("scenarios must name at least one scenario")
-    for name in names:
-        if name not in scenario_names():
-            raise argparse.ArgumentTypeError(
-                f"unknown scenario {name!r}; choose from {', '.join(scenario_names())}"
-            )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"scenarios must not repeat, got {text!r}")
     return names
 
 
@@ -124,7 +135,14 @@ def _add_encoder(parser: argparse.ArgumentParser, default: str | None = None) ->
 
 
 def _add_scenario(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument("--scenario", choices=scenario_names(), default="default", help=help_text)
+    parser.add_argument(
+        "--scenario",
+        type=_scenario,
+        default="default",
+        metavar="NAME[@STRENGTH]",
+        help=f"{help_text}, from: {', '.join(scenario_names())} (`recsim-llm scenarios` lists "
+        "them with their strength ranges)",
+    )
 
 
 def _add_seeds(parser: argparse.ArgumentParser, default: str) -> None:
@@ -336,20 +354,51 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         type=_scenarios,
         default="default",
         metavar="NAMES",
-        help=f"comma-separated scenarios, from: {', '.join(scenario_names())}",
+        help=f"comma-separated scenarios, NAME or NAME@STRENGTH, from: "
+        f"{', '.join(scenario_names())} (`recsim-llm scenarios` lists them)",
     )
     _add_seeds(parser, "0,1,2")
     parser.add_argument("--users", type=_positive_int, default=64, help="sessions per seed")
     _add_horizon(parser)
     _add_encoder(parser)
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where the grid's tasks (policy x scenario x seed) run: local processes, or Ray "
+        '(pip install "recsim-llm[ray]")',
+    )
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="local processes (1: this process)"
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address for --executor ray ('auto': the running cluster; default: "
+        "start a local Ray instance)",
+    )
+    parser.add_argument(
+        "--log-fraction",
+        type=float,
+        default=0.0,
+        help="share of users whose every step is written to steps.parquet (0: none)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
 @_claims_out("run")
 def run_evaluate(args: argparse.Namespace) -> int:
-    from recsim_llm.evaluation import evaluate, summary_table
+    from recsim_llm.context import is_privileged
+    from recsim_llm.evaluation import PolicySummary, summary_table
+    from recsim_llm.grid import add_reference_scores, grid_tasks, make_executor, run_grid
+    from recsim_llm.report import write_grid_run
+    from recsim_llm.scenarios import scenario_info
+    from recsim_llm.steplog import sample_users
 
     specs, scenarios = args.policies, args.scenarios
+    sample_users(1, args.log_fraction, 0)  # checks --log-fraction before any work
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray")
     overrides: dict[str, object] = {}
     if args.horizon:
         overrides["horizon"] = args.horizon
@@ -359,29 +408,58 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _warn_if_models(specs)
     # Every policy is built (and every model checked against every scenario) before any run.
     policies = make_policies(specs, configs=list(env_configs.values()))
-    all_rows, report, configs = [], [], {}
+    names = [p.name for p in policies]
+    tasks = grid_tasks(
+        specs,
+        scenarios,
+        args.seeds,
+        args.users,
+        run_id="evaluate",
+        overrides=overrides,
+        log_fraction=args.log_fraction,
+        names=names,
+    )
+    if args.executor == "ray":
+        executor = make_executor("ray", address=args.address)
+    else:
+        executor = make_executor("local", workers=args.workers)
+    result = run_grid(tasks, executor, progress=True)
+    result = type(result)(add_reference_scores(result.table), result.steplog, result.seconds)
+    table = result.table
+    sessions = table[table.step == -1]
+    report = []
     for name in scenarios:
-        config = env_configs[name]
-        configs[name] = to_dict(config)
-        summaries, rows = evaluate(
-            policies, config, args.seeds, args.users, name, "evaluate", progress=True
-        )
-        all_rows.extend(rows)
+        summaries = []
+        for policy in policies:
+            here = sessions[(sessions.scenario == name) & (sessions.policy == policy.name)]
+            per_seed = {
+                m: group.sort_values("seed").value.to_numpy() for m, group in here.groupby("metric")
+            }
+            summaries.append(PolicySummary(policy.name, per_seed, is_privileged(policy)))
         report += [f"## {name}", "", summary_table(summaries), ""]
-    write_run(
+    write_grid_run(
         args.out,
-        all_rows,
+        result,
         {
-            "scenarios": configs,
+            "scenarios": {name: to_dict(config) for name, config in env_configs.items()},
+            "scenario_versions": {
+                name: scenario_info(name.partition("@")[0]).version for name in scenarios
+            },
             "policies": specs,
-            "policy_names": [p.name for p in policies],
+            "policy_names": names,
             "seeds": args.seeds,
             "users": args.users,
+            "executor": args.executor,
+            "workers": args.workers,
+            "log_fraction": args.log_fraction,
         },
-        files={"summary.md": "\n".join(report)},
+        extra_files={"summary.md": "\n".join(report)},
     )
     print("\n".join(report))
-    print(f"results: {args.out}/results.csv")
+    print(
+        f"results: {args.out}/results.csv, results.parquet, report.md "
+        f"({len(tasks)} tasks, {sum(result.seconds):.1f}s of task time)"
+    )
     return 0
 
 
@@ -515,6 +593,30 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+# -- scenarios ------------------------------------------------------------------------------------
+def add_scenarios_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options: the list is short
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    from recsim_llm.scenarios import scenario_table
+
+    del args
+    lines = [
+        "| scenario | version | description | strength | default | range |",
+        "|---|---:|---|---|---:|---|",
+    ]
+    for row in scenario_table():
+        default = "" if row["default"] is None else f"{row['default']:g}"
+        lines.append(
+            f"| {row['name']} | {row['version']} | {row['description']} | {row['strength']} "
+            f"| {default} | {row['range']} |"
+        )
+    print("\n".join(lines))
+    print("\nSelect a strength with NAME@STRENGTH, e.g. --scenarios obs-noise@0.5,bots@0.1")
+    return 0
+
+
 QUICKSTART = Command(
     "Run the default world with the baselines (and a short PPO) and print a table.",
     add_quickstart_arguments,
@@ -534,6 +636,11 @@ TRAIN = Command(
     "Train a Stable-Baselines3 policy on the batched env and save it.",
     add_train_arguments,
     run_train,
+)
+SCENARIOS = Command(
+    "List the named scenarios: version, description, strength parameter and range.",
+    add_scenarios_arguments,
+    run_scenarios,
 )
 DASHBOARD = Command(
     "Open the Streamlit dashboard on saved run directories.",

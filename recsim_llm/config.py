@@ -110,6 +110,9 @@ class UserConfig:
     """Upper end of the initial satisfaction range."""
     profile_taste_accuracy: float = 0.7
     """Probability that the stated-taste sentence of the profile names the user's top topic."""
+    bot_fraction: float = 0.0
+    """Share of new users that are bots: they click a uniformly random slot or nothing (each of
+    the ``slate_size + 1`` outcomes equally likely), whatever the slate (hidden, like interests)."""
 
     def __post_init__(self) -> None:
         _check_registered("users.model", self.model, "USER_MODELS")
@@ -123,6 +126,7 @@ class UserConfig:
                 f"{self.satisfaction_low} > {self.satisfaction_high}"
             )
         check_float("users.profile_taste_accuracy", self.profile_taste_accuracy, 0.0, 1.0)
+        check_float("users.bot_fraction", self.bot_fraction, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ class ChoiceConfig:
     """Extra no-click utility per unit of missing satisfaction (1 - satisfaction)."""
     cascade_continue: float = 0.8
     """Cascade model: probability of examining the next slot after skipping one."""
+    cascade_share: float = 0.0
+    """'mnl-cascade' model: weight of the cascade model's click probabilities in a mixture with
+    the multinomial logit's (0: pure logit, 1: pure cascade)."""
 
     def __post_init__(self) -> None:
         _check_registered("choice.model", self.model, "CHOICE_MODELS")
@@ -154,6 +161,7 @@ class ChoiceConfig:
         check_float("choice.no_click_base", self.no_click_base, -100.0, 100.0)
         check_float("choice.no_click_dissatisfaction", self.no_click_dissatisfaction, 0.0, 100.0)
         check_float("choice.cascade_continue", self.cascade_continue, 0.0, 1.0)
+        check_float("choice.cascade_share", self.cascade_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -297,6 +305,17 @@ class EnvConfig:
     """Per-step decay of past events in incremental user states."""
     duplicate_policy: str = "repair"
     """What a slate with a repeated candidate does: 'repair' or 'error'."""
+    observation_noise: float = 0.0
+    """Robustness: Gaussian noise added to the encoder-state part of ``obs['user']``, with a
+    standard deviation of this times each row's root-mean-square (0: none). The encoder's own
+    state is not changed: only what the policy sees is noisy."""
+    feedback_drop: float = 0.0
+    """Robustness: probability that a click is missing from the observable log (its position,
+    rating and watch time are not recorded, nor counted in popularity); the world is unchanged."""
+    feedback_delay: int = 0
+    """Robustness: steps by which the observed user state (encoder state, history fill and
+    feedback scalars of ``obs['user']``) lags the log; a new user shows the arrival state until
+    ``feedback_delay`` steps have passed. Session progress stays current."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.world, WorldConfig):
@@ -343,6 +362,9 @@ class EnvConfig:
         check_int("encoder_dim", self.encoder_dim, 2, 4096)
         check_float("history_decay", self.history_decay, 0.0, 1.0)
         check_choice("duplicate_policy", self.duplicate_policy, ("repair", "error"))
+        check_float("observation_noise", self.observation_noise, 0.0, 10.0)
+        check_float("feedback_drop", self.feedback_drop, 0.0, 1.0)
+        check_int("feedback_delay", self.feedback_delay, 0, 1000)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -73,9 +73,10 @@ def write_run(
     rows: Iterable[ResultRow],
     config: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
-    files: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
-    """Write a run directory (results.csv, config.json, system.json, extra ``files``).
+    """Write a run directory (results.csv, config.json, system.json, extra ``files``: plain
+    file names mapped to text or bytes).
 
     Written through ``recsim_llm.io.output_directory`` (kind ``"run"``): built in a hidden staging
     sibling, marked, and swapped in as a whole, so a reader never sees files of two runs mixed.

@@ -86,6 +86,7 @@ def make_response_model(name: str, config: ResponseConfig) -> ResponseModel:
 # The built-in models (where to add a new one: docs/design.md, "Extending the world").
 register_choice_model("mnl", "recsim_llm.world.choice:MultinomialLogit.from_config")
 register_choice_model("cascade", "recsim_llm.world.choice:Cascade.from_config")
+register_choice_model("mnl-cascade", "recsim_llm.world.choice:LogitCascadeMixture.from_config")
 register_user_model("synthetic", "recsim_llm.world.users:SyntheticUserSampler")
 register_transition_model("default", "recsim_llm.world.transition:DefaultTransition")
 register_response_model("default", "recsim_llm.world.response:DefaultResponse")

@@ -139,7 +139,7 @@ def test_a_toy_scenario_is_used_by_simulate(tmp_path, capsys):
         SCENARIOS.unregister("toy-world")
     with pytest.raises(SystemExit):
         main(["simulate", "--scenario", "toy-world", "--out", str(tmp_path / "again")])
-    assert "invalid choice: 'toy-world'" in capsys.readouterr().err
+    assert "unknown scenario 'toy-world'" in capsys.readouterr().err
 
 
 # -- policies -------------------------------------------------------------------------------------

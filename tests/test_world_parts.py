@@ -98,7 +98,7 @@ def test_registry_bad_entry_point_fails_on_use_naming_it(entry_point, message):
 @pytest.mark.parametrize(
     ("make_config", "field", "names"),
     [
-        (lambda: ChoiceConfig(model="nope"), "choice.model", "'cascade', 'mnl'"),
+        (lambda: ChoiceConfig(model="nope"), "choice.model", "'cascade', 'mnl', 'mnl-cascade'"),
         (lambda: UserConfig(model="nope"), "users.model", "'synthetic'"),
         (lambda: DynamicsConfig(model="nope"), "dynamics.model", "'default'"),
         (lambda: ResponseConfig(model="nope"), "response.model", "'default'"),

@@ -130,3 +130,34 @@ class Cascade:
         self, utilities: np.ndarray, no_click: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         return _sample_position(self.probabilities(utilities, no_click), rng)
+
+
+class LogitCascadeMixture:
+    """A mixture of the multinomial logit and the cascade model (misspecified-choice tests).
+
+    Click probabilities are ``(1 - cascade_share) * P_mnl + cascade_share * P_cascade``; a world
+    whose users follow this is misspecified for a policy that assumes either model alone.
+    """
+
+    def __init__(self, cascade_share: float, continue_prob: float) -> None:
+        if not 0.0 <= float(cascade_share) <= 1.0:
+            raise ValueError(f"cascade_share must be in [0, 1], got {cascade_share}")
+        self.cascade_share = float(cascade_share)
+        self.logit = MultinomialLogit()
+        self.cascade = Cascade(continue_prob)
+
+    @classmethod
+    def from_config(cls, config: ChoiceConfig) -> LogitCascadeMixture:
+        """The registry's factory: ``cascade_share`` and ``cascade_continue``."""
+        return cls(config.cascade_share, config.cascade_continue)
+
+    def probabilities(self, utilities: np.ndarray, no_click: np.ndarray) -> np.ndarray:
+        w = self.cascade_share
+        return (1.0 - w) * self.logit.probabilities(
+            utilities, no_click
+        ) + w * self.cascade.probabilities(utilities, no_click)
+
+    def sample(
+        self, utilities: np.ndarray, no_click: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        return _sample_position(self.probabilities(utilities, no_click), rng)

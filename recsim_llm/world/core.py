@@ -174,6 +174,8 @@ class World:
         self.satisfaction = np.zeros(self.n_users)
         self.boredom = np.zeros((self.n_users, k))
         self.session_step = np.zeros(self.n_users, dtype=np.int64)
+        self.bot = np.zeros(self.n_users, dtype=bool)
+        """(n,) hidden: the user in the slot is a bot (``UserConfig.bot_fraction``)."""
         self.clock = 0
         self._position_penalty: np.ndarray | None = None
 
@@ -188,6 +190,11 @@ class World:
         self.satisfaction[rows] = new.satisfaction
         self.boredom[rows] = 0.0
         self.session_step[rows] = 0
+        if self.config.users.bot_fraction > 0.0:
+            # Drawn only in bot worlds, so the default world's random stream is unchanged.
+            self.bot[rows] = rng.random(rows.size) < self.config.users.bot_fraction
+        else:
+            self.bot[rows] = False
         return new.profiles
 
     def available_items(self) -> np.ndarray:
@@ -238,7 +245,10 @@ class World:
         """(n, slate_size + 1) click probabilities of each slot (last column: no click)."""
         slates = self._check_slates(slates)
         utilities = self.item_utilities(slates) - self.position_penalty(slates.shape[1])
-        return self.choice_model.probabilities(utilities, self.no_click_utility())
+        probs = self.choice_model.probabilities(utilities, self.no_click_utility())
+        if self.bot.any():
+            probs = np.where(self.bot[:, None], 1.0 / probs.shape[1], probs)
+        return probs
 
     def churn_probability(self) -> np.ndarray:
         """(n,) probability of leaving at the end of this step, from current satisfaction."""
@@ -294,6 +304,11 @@ class World:
         cat = self.catalog
         utilities = self.item_utilities(slates) - self.position_penalty(slates.shape[1])
         pos = self.choice_model.sample(utilities, self.no_click_utility(), rng)
+        if self.config.users.bot_fraction > 0.0:
+            # Bots: each of the k slots and "no click" equally likely, whatever the slate.
+            k = slates.shape[1]
+            draw = rng.integers(k + 1, size=self.n_users)
+            pos = np.where(self.bot, np.where(draw == k, -1, draw), pos)
         clicked = pos >= 0
         item = np.where(clicked, slates[rows, np.maximum(pos, 0)], -1)
         safe_item = np.maximum(item, 0)
