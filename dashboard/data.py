@@ -702,7 +702,8 @@ def scenario_strengths(table: pd.DataFrame, config: dict[str, Any] | None = None
 def robustness_curves(table: pd.DataFrame, metric: str, strengths: pd.DataFrame) -> pd.DataFrame:
     """Per battery item, policy and strength (a number): mean and interval of ``metric``.
 
-    The unperturbed scenario is each item's strength 0 when the item has no strength-0 run.
+    ``UNPERTURBED`` is drawn at strength 0 of each item that has no strength-0 scenario (unless
+    config.json's ``scenario_strengths`` gives it a strength of its own in the item).
     """
     vals = session_values(table, metric).merge(strengths, on=COL_SCENARIO)
     perturbed = vals[vals[COL_STRENGTH].notna()]
@@ -710,7 +711,9 @@ def robustness_curves(table: pd.DataFrame, metric: str, strengths: pd.DataFrame)
     base = vals[vals[COL_SCENARIO] == UNPERTURBED]
     parts = [perturbed]
     for item in items:
-        if not ((perturbed["item"] == item) & (perturbed[COL_STRENGTH] == 0)).any():
+        mine = perturbed["item"] == item
+        has_base = ((perturbed[COL_SCENARIO] == UNPERTURBED) & mine).any()
+        if not has_base and not (mine & (perturbed[COL_STRENGTH] == 0)).any():
             parts.append(base.assign(item=item, **{COL_STRENGTH: 0.0}))
     out = summarise(pd.concat(parts, ignore_index=True), ["item", COL_POLICY, COL_STRENGTH])
     return out.sort_values(["item", COL_POLICY, COL_STRENGTH]).reset_index(drop=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsim_llm.agents.baselines import FixedMixPolicy, MyopicPolicy, RandomPolicy, top_k
+from recsim_llm.agents.baselines import top_k
 from recsim_llm.dashboard import charts, data
 from recsim_llm.evaluation import evaluate
 from recsim_llm.results import write_run
@@ -73,6 +73,21 @@ def step_log(scenario: str, seeds, n_users: int, horizon: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def env_config(name: str, **overrides):
+    """A scenario's config; ``text-noise@S`` is a real perturbation of what the encoder reads
+    (S percent of topic words in item texts from another topic; the default world has 25), a
+    stand-in robustness battery item."""
+    from dataclasses import replace
+
+    from recsim_llm.config import CatalogConfig, EnvConfig, WorldConfig
+
+    item, strength = data.split_scenario(name)
+    if item == "text-noise":
+        world = WorldConfig(catalog=CatalogConfig(text_noise=strength / 100))
+        return replace(EnvConfig(world=world), **overrides)
+    return scenario_config(name, **overrides)
+
+
 def make_run(
     out: Path,
     scenarios=("default", "taste-shift"),
@@ -81,31 +96,21 @@ def make_run(
     horizon=45,
     logs=True,
     encoder="bow",
-    renames=None,
+    specs=("random", "myopic", "mix:0.2"),
+    extra_config=None,
 ) -> Path:
-    rows, configs = [], {}
-    policies = [RandomPolicy(), MyopicPolicy(), FixedMixPolicy(0.2)]
-    for scenario in scenarios:
-        config = scenario_config(scenario, encoder=encoder, horizon=horizon)
-        from recsim_llm.config import to_dict
+    from recsim_llm.agents.specs import make_policies
+    from recsim_llm.config import to_dict
 
+    rows, configs = [], {}
+    for scenario in scenarios:
+        config = env_config(scenario, encoder=encoder, horizon=horizon)
         configs[scenario] = to_dict(config)
+        policies = make_policies(list(specs), configs=[config])
         _, part = evaluate(policies, config, list(seeds), users, scenario, "dash")
         rows.extend(part)
-    # robustness battery items are named ITEM@STRENGTH (copies of real rows, relabelled)
-    for name, (source, shift) in (renames or {}).items():
-        for r in rows[:]:
-            if r.scenario == source:
-                value = r.value - shift if r.metric == "return" else r.value
-                rows.append(type(r)(r.run_id, r.policy, name, r.seed, r.step, r.metric, value))
-        configs[name] = configs[source]
-    files = {}
-    write_run(
-        out,
-        rows,
-        {"scenarios": configs, "seeds": list(seeds), "users": users},
-        files=files,
-    )
+    meta = {"scenarios": configs, "seeds": list(seeds), "users": users, **(extra_config or {})}
+    write_run(out, rows, meta)
     if logs:
         step_log(scenarios[-1], seeds[:1], 4, min(horizon, 45)).to_parquet(out / "steps.parquet")
     return out
@@ -114,7 +119,7 @@ def make_run(
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    make_run(root / "demo", renames={"noise@0.5": ("default", 3.0), "noise@2": ("default", 9.0)})
+    make_run(root / "demo", scenarios=("default", "text-noise@50", "text-noise@9", "taste-shift"))
     return root
 
 
@@ -157,15 +162,24 @@ def test_scenario_strengths_are_numbers():
     assert s.set_index("scenario").loc["default"].tolist() == ["x", 0.0]
 
 
+def _paired(table, scenario, policy):
+    """Independently: mean over seeds of (scenario - default) session return for a policy."""
+    s = table[(table.step == -1) & (table.metric == "return") & (table.policy == policy)]
+    a = s[s.scenario == scenario].set_index("seed").value
+    b = s[s.scenario == "default"].set_index("seed").value
+    return float((a - b).mean())
+
+
 def test_paired_differences_sorted_as_numbers(table):
     table = table.assign(run="demo")
     strengths = data.scenario_strengths(table)
     diffs = data.paired_differences(table, "return", strengths)
-    noise = diffs[diffs["item"] == "noise"]
-    assert list(noise.strength.unique()) == [0.5, 2.0]  # 2 after 0.5, not "2" before "0.5"
-    assert np.allclose(noise[noise.strength == 2.0].difference, -9.0)
+    noise = diffs[diffs["item"] == "text-noise"]
+    assert list(noise.strength.unique()) == [9.0, 50.0]  # 9 before 50, not "50" before "9"
+    got = noise[(noise.strength == 50.0) & (noise.policy == "random")].difference.iloc[0]
+    assert got == pytest.approx(_paired(table, "text-noise@50", "random"))
     curves = data.robustness_curves(table, "return", strengths)
-    assert sorted(curves[curves["item"] == "noise"].strength.unique()) == [0.0, 0.5, 2.0]
+    assert list(curves[curves["item"] == "text-noise"].strength.unique()) == [0.0, 9.0, 50.0]
 
 
 # -- corrupt runs ------------------------------------------------------------------------------------
@@ -345,9 +359,10 @@ def test_every_page_renders_with_the_expected_numbers(runs_root, table, monkeypa
 
     at.switch_page("views/robustness.py").run()
     diffs = at.dataframe[0].value
-    noise = diffs[diffs["item"] == "noise"]
-    assert list(noise.strength.unique()) == [0.5, 2.0]
-    assert np.allclose(noise[noise.strength == 2.0].difference, -9.0)
+    noise = diffs[diffs["item"] == "text-noise"]
+    assert list(noise.strength.unique()) == [9.0, 50.0]
+    got = noise[(noise.strength == 50.0) & (noise.policy == "random")].difference.iloc[0]
+    assert got == pytest.approx(round(_paired(table, "text-noise@50", "random"), 4))
 
     at.switch_page("views/cold_start.py").run()
     k = 20
@@ -518,8 +533,13 @@ SHOTS = {
 }
 
 
-def browse(root: Path, shots: Path, query: str = "") -> dict[str, Path]:
-    """Open every page in Debian's chromium; check no error; a full-page screenshot of each."""
+def browse(
+    root: Path, shots: Path, query: str = "", queries: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """Open every page in Debian's chromium; check no error; a full-page screenshot of each.
+
+    Pages are reached by their sidebar links (the selection must survive), or, for a page in
+    ``queries``, opened at its own address with that query."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -575,7 +595,10 @@ def browse(root: Path, shots: Path, query: str = "") -> dict[str, Path]:
             page.goto(f"http://127.0.0.1:{port}/{query}")
             settle()
             for slug, (link, marker) in SHOTS.items():
-                if slug != "overview":
+                if queries and slug in queries:
+                    page.goto(f"http://127.0.0.1:{port}/{slug}{queries[slug]}")
+                    settle()
+                elif slug != "overview":
                     page.get_by_role("link", name=link).click()
                     settle()
                 page.get_by_text(marker).first.wait_for(timeout=60_000)
@@ -603,44 +626,45 @@ def test_dashboard_in_a_real_browser(runs_root, tmp_path):
 
 
 def make_demo(root: Path) -> None:
-    """The richer demo behind docs/img: four scenarios, 3 seeds, a BoW and an LM-labelled run.
+    """The richer demo behind docs/img: default, new-items, taste-shift and a text-noise battery
+    (25% = the default world, 50%, 100%), 3 seeds, with the BoW encoder; and new-items again with
+    the LM encoder (lm-fast) for the cold-start comparison.
 
-    ``python tests/test_dashboard.py OUT_ROOT`` writes it; ``... --shots docs/img`` also takes
-    the screenshots.
+    ``python tests/test_dashboard.py OUT_ROOT [--shots docs/img]`` writes it (and screenshots).
     """
-    renames = {
-        "noise@0.5": ("default", 2.0),
-        "noise@1": ("default", 5.0),
-        "noise@2": ("default", 11.0),
-    }
+    specs = ("random", "popularity", "linucb", "mix:0.2", "oracle")
+    battery = {"scenario_strengths": {"default": {"base": "text-noise", "strength": 25}}}
     make_run(
         root / "bow",
-        scenarios=("default", "new-items", "taste-shift"),
+        scenarios=("default", "text-noise@50", "text-noise@100", "new-items", "taste-shift"),
         seeds=(0, 1, 2),
-        users=24,
-        horizon=80,
-        renames=renames,
+        users=32,
+        horizon=100,
+        specs=specs,
+        extra_config=battery,
     )
     make_run(
-        root / "lm", scenarios=("new-items",), seeds=(0, 1, 2), users=24, horizon=80, logs=False
+        root / "lm",
+        scenarios=("new-items",),
+        seeds=(0, 1, 2),
+        users=32,
+        horizon=100,
+        specs=specs,
+        encoder="lm-fast",
+        logs=False,
     )
-    # label the second as an LM-state run (the demo cannot afford the LM here; the note says so)
-    import json
-
-    config = json.loads((root / "lm" / "config.json").read_text())
-    config["scenarios"]["new-items"]["encoder"] = "lm-fast"
-    config["note"] = "demo: bow rollouts relabelled lm-fast to show the page"
-    (root / "lm" / "config.json").write_text(json.dumps(config))
 
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     make_demo(target)
     if "--shots" in sys.argv:
-        print(
-            browse(
-                target,
-                Path(sys.argv[sys.argv.index("--shots") + 1]),
-                "?runs=bow&runs=lm&scenario=taste-shift",
-            )
-        )
+        both = "?runs=bow&runs=lm"
+        pages = {
+            "overview": both + "&scenario=default",
+            "drift": "?runs=bow&scenario=taste-shift",
+            "robustness": "?runs=bow&scenario=default",
+            "cold-start": both + "&scenario=new-items",
+            "replay": "?runs=bow&scenario=taste-shift",
+        }
+        print(browse(target, Path(sys.argv[sys.argv.index("--shots") + 1]), queries=pages))
