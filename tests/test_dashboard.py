@@ -596,7 +596,8 @@ def browse(
             settle()
             for slug, (link, marker) in SHOTS.items():
                 if queries and slug in queries:
-                    page.goto(f"http://127.0.0.1:{port}/{slug}{queries[slug]}")
+                    path = "" if slug == "overview" else slug  # the default page is "/"
+                    page.goto(f"http://127.0.0.1:{port}/{path}{queries[slug]}")
                     settle()
                 elif slug != "overview":
                     page.get_by_role("link", name=link).click()
@@ -657,7 +658,8 @@ def make_demo(root: Path) -> None:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])
-    make_demo(target)
+    if not target.exists():
+        make_demo(target)
     if "--shots" in sys.argv:
         both = "?runs=bow&runs=lm"
         pages = {
