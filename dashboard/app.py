@@ -1,7 +1,8 @@
-"""recsim_llm dashboard: interest drift, robustness and cold start, from saved run directories.
+"""recsim_llm dashboard over saved run directories.
 
-Run with ``recsim-llm dashboard --runs DIR`` (or ``streamlit run app.py -- --runs DIR``). The app
-only reads result files; it never trains and holds no live env.
+Run with ``recsim-llm dashboard --runs ROOT [--runs ROOT2]`` (or ``streamlit run app.py --
+--runs ROOT``). The app only reads result files under the roots; it never trains and holds no
+live env. Pages: overview, drift, robustness, cold start, episode replay.
 """
 
 from pathlib import Path
@@ -17,5 +18,6 @@ st.navigation(
         st.Page(VIEWS / "drift.py", title="Interest drift", url_path="drift"),
         st.Page(VIEWS / "robustness.py", title="Robustness", url_path="robustness"),
         st.Page(VIEWS / "cold_start.py", title="Cold start", url_path="cold-start"),
+        st.Page(VIEWS / "replay.py", title="Episode replay", url_path="replay"),
     ]
 ).run()

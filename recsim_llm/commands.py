@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -565,14 +566,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 # -- dashboard ------------------------------------------------------------------------------------
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run directories")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        default=None,
+        help="a folder of run directories; repeat for several (default: runs). The app reads "
+        "only runs under these folders",
+    )
     parser.add_argument("--port", type=_positive_int, default=8501, help="port of the web app")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1, this machine only)",
+    )
 
 
-def run_dashboard(args: argparse.Namespace) -> int:
-    import subprocess
-    import sys
-
+def dashboard_command(args: argparse.Namespace) -> list[str]:
+    """The streamlit command line of ``recsim-llm dashboard`` (headless, no usage statistics)."""
     import recsim_llm.dashboard
 
     app = Path(recsim_llm.dashboard.__file__).with_name("app.py")
@@ -584,13 +595,59 @@ def run_dashboard(args: argparse.Namespace) -> int:
         str(app),
         "--server.headless",
         "true",
+        "--server.address",
+        str(args.address),
         "--server.port",
         str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
         "--",
-        "--runs",
-        str(args.runs),
     ]
-    return subprocess.call(command)
+    for root in args.runs or [Path("runs")]:
+        command += ["--runs", str(root)]
+    return command
+
+
+def _end_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM if this process dies without cleaning up (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Run streamlit as a child; SIGINT/SIGTERM to this process end the child too."""
+    import subprocess
+
+    child = subprocess.Popen(
+        dashboard_command(args),
+        preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # pragma: no cover - handler replaced above
+                forward(signal.SIGINT, None)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 # -- scenarios ------------------------------------------------------------------------------------

@@ -1,16 +1,162 @@
-"""Interest drift: how far hidden interests move, and satisfaction, step by step."""
+"""Interest drift: per-step outcomes aligned at the taste shift, recovery, hidden interest paths."""
 
+import numpy as np
 import streamlit as st
 
-from recsim_llm.dashboard import data
-from recsim_llm.dashboard.common import selected_table
+from recsim_llm.dashboard import charts, common, data
 
 st.title("Interest drift and satisfaction")
-run, table = selected_table()
-if table is not None:
-    scenarios = sorted(table.scenario.unique())
-    scenario = st.selectbox("Scenario", scenarios, index=data.default_index(scenarios))
-    st.subheader("Hidden interest drift (1 - cosine to session start)")
-    st.line_chart(data.step_curves(table, "true_interest_drift", scenario))
-    st.subheader("Hidden satisfaction")
-    st.line_chart(data.step_curves(table, "true_satisfaction", scenario))
+sel = common.select()
+if sel is not None:
+    table, scenario = sel.table, sel.scenario
+    shifts = {r.label: data.shift_step(r.config, scenario) for r in sel.runs}
+    shift = next((s for s in shifts.values() if s is not None), None)
+    if shift is None:
+        with_shift = sorted(
+            {
+                s
+                for r in sel.runs
+                for s in r.table[data.COL_SCENARIO].unique()
+                if data.shift_step(r.config, s) is not None
+            }
+        )
+        if with_shift:
+            st.info(
+                f"Scenario `{sel.scenario}` has no taste shift; choose one that has in the "
+                f"sidebar: {', '.join(with_shift)}. Curves below are not aligned."
+            )
+        else:
+            common.missing(
+                f"a scenario with a taste shift (`world.dynamics.shift_step` in "
+                f"`{data.CONFIG_FILE}`)",
+                data.CMD_SHIFT,
+            )
+    elif len({s for s in shifts.values() if s is not None}) > 1:
+        st.warning(f"The selected runs shift at different steps ({shifts}); aligned at each's.")
+    x_title = "steps since the shift (steps)" if shift is not None else "step (steps)"
+    st.caption(f"Per-step means over running sessions; bands: {data.INTERVAL_NAME}.")
+    active = data.active_users(table, scenario)
+    if not active.empty:
+        active = common.with_series(sel, active)
+        active["step"] = active[data.COL_STEP] - active[data.COL_RUN].map(shifts).fillna(0)
+    for metric in (data.S_REWARD, data.S_CLICK_RATE, data.S_SATISFACTION, data.S_DRIFT):
+        bands = data.step_bands(table, metric, scenario)
+        if bands.empty:
+            common.missing(f"per-step `{metric}` in scenario `{scenario}`", data.CMD_SHIFT)
+            continue
+        bands = common.with_series(sel, bands)
+        bands["step"] = bands[data.COL_STEP] - bands[data.COL_RUN].map(shifts).fillna(0)
+        fig = charts.Figure(
+            "bands",
+            bands,
+            x="step",
+            y="mean",
+            low="low",
+            high="high",
+            color="series",
+            x_title=x_title,
+            y_title=data.title(metric),
+            title=f"{data.title(metric)}, {scenario}",
+            rule_x=0.0 if shift is not None else None,
+            rule_label="taste shift",
+            tooltip=["series", "step", "mean", "low", "high", "seeds"],
+            lower=active if not active.empty else None,
+            lower_title=data.title(data.S_ACTIVE),
+        )
+        st.subheader(data.title(metric).capitalize())
+        common.figure(fig, f"{metric} {scenario}")
+
+    st.subheader("Recovery after the shift")
+    present = data.session_metrics(table)
+    recovery = [
+        m
+        for m in (data.M_STEPS_TO_RECOVER, data.M_DRIFT_BEFORE, data.M_DRIFT_AFTER)
+        if m in present
+    ]
+    if not recovery:
+        common.missing(
+            f"session metrics `{data.M_STEPS_TO_RECOVER}`, `{data.M_DRIFT_BEFORE}`, "
+            f"`{data.M_DRIFT_AFTER}`",
+            data.CMD_GRID,
+        )
+    for metric in recovery:
+        summary = data.session_summary(table, metric)
+        summary = common.with_series(sel, summary[summary[data.COL_SCENARIO] == scenario])
+        if summary.empty:
+            continue
+        common.figure(
+            charts.Figure(
+                "intervals",
+                summary,
+                x="mean",
+                y="series",
+                low="low",
+                high="high",
+                x_title=data.title(metric),
+                y_title="policy",
+                title=f"{data.title(metric)}",
+                tooltip=["series", "seeds", "mean", "low", "high"],
+            ),
+            f"{metric} {scenario}",
+        )
+        common.table(summary.drop(columns="series").round(3), f"{metric} {scenario}")
+
+    st.subheader("Hidden interest of sampled users")
+    logged = [r for r in sel.runs if r.step_log is not None]
+    if not logged:
+        common.missing(
+            f"per-step logs ({' or '.join(data.STEP_LOG_FILES)}) with `{data.LOG_INTEREST}`",
+            data.CMD_STEP_LOGS,
+        )
+        st.stop()
+    run = logged[0]
+    log = common.step_log(run)
+    if data.LOG_INTEREST not in log.columns:
+        common.missing(f"column `{data.LOG_INTEREST}` in `{run.step_log.name}`", data.CMD_STEP_LOGS)
+        st.stop()
+    key = common.log_session_picker(log, sel, users=False)
+    sessions = data.log_sessions(data.session_log(log, **key))
+    n = st.slider("Users to sample", 1, max(1, min(12, len(sessions))), min(4, len(sessions)))
+    users = list(np.random.default_rng(0).permutation(sessions[data.LOG_USER].to_numpy())[:n])
+    left, right = st.columns(2)
+    paths = data.trajectories(log, data.LOG_INTEREST, users, key)
+    with left:
+        common.figure(
+            charts.Figure(
+                "paths",
+                paths,
+                x="pc1",
+                y="pc2",
+                color=data.LOG_USER,
+                order=data.LOG_STEP,
+                x_title="hidden interest, PC 1 (unitless)",
+                y_title="PC 2 (unitless)",
+                title="hidden interest (truth)",
+            ),
+            "hidden interest paths",
+        )
+    with right:
+        if data.LOG_STATE in log.columns:
+            tracked = data.trajectories(log, data.LOG_STATE, users, key)
+            common.figure(
+                charts.Figure(
+                    "paths",
+                    tracked,
+                    x="pc1",
+                    y="pc2",
+                    color=data.LOG_USER,
+                    order=data.LOG_STEP,
+                    x_title="encoder state, PC 1 (unitless)",
+                    y_title="PC 2 (unitless)",
+                    title="what the encoder state tracked",
+                ),
+                "encoder state paths",
+            )
+        else:
+            common.missing(
+                f"column `{data.LOG_STATE}` in `{run.step_log.name}`", data.CMD_STEP_LOGS
+            )
+    st.caption(
+        "Each space is projected on its own first two principal components (over the sampled "
+        "users' steps); compare shapes and timing, not coordinates."
+    )

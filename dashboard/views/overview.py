@@ -1,20 +1,82 @@
-"""Overview: session return per policy and scenario with 95% bootstrap intervals."""
+"""Overview: policies x scenarios with intervals, pairwise probability of improvement, metadata."""
 
 import streamlit as st
 
-from recsim_llm.dashboard import data
-from recsim_llm.dashboard.common import selected_table
+from recsim_llm.dashboard import charts, common, data
 
 st.title("Policy comparison")
-run, table = selected_table()
-if table is not None:
-    st.caption(
-        f"Run `{run}`: session return (minutes watched), mean over seeds, 95% bootstrap CI. "
-        "One seed gives no interval (empty bounds); with fewer than 5 seeds `reliable` is "
-        "false: the interval is close to the range of the seeds."
+sel = common.select()
+if sel is not None:
+    table = sel.table
+    metrics = data.session_metrics(table)
+    if not metrics:
+        common.missing("session metrics (rows with step -1)", data.CMD_EVALUATE)
+        st.stop()
+    default = data.M_SCORE if data.M_SCORE in metrics else data.M_RETURN
+    metric = st.selectbox(
+        "Metric",
+        metrics,
+        index=metrics.index(default) if default in metrics else 0,
+        format_func=data.title,
     )
-    summary = data.session_summary(table)
-    st.dataframe(summary.round(2), hide_index=True)
-    for scenario in summary.scenario.unique():
-        st.subheader(f"Scenario: {scenario}")
-        st.bar_chart(summary[summary.scenario == scenario].set_index("policy")["mean"])
+    if data.M_SCORE not in metrics:
+        st.caption(
+            f"No `{data.M_SCORE}` in these runs: policies are sorted by `{metric}`. "
+            f"The normalised score comes from `{data.CMD_GRID}`."
+        )
+    summary = data.session_summary(table, metric)
+    st.caption(f"{data.title(metric)}: {data.INTERVAL_NAME}. Best policy first in each scenario.")
+    shown = common.with_series(sel, summary)
+    fig = charts.Figure(
+        "intervals",
+        shown,
+        x="mean",
+        y="policy",
+        low="low",
+        high="high",
+        x_title=data.title(metric),
+        y_title="policy",
+        color=data.COL_RUN if sel.several else None,
+        facet=data.COL_SCENARIO,
+        title=f"{data.title(metric)} by scenario",
+        tooltip=[data.COL_RUN, data.COL_SCENARIO, "policy", "seeds", "mean", "low", "high"],
+    )
+    common.figure(fig, f"{metric} by scenario")
+    common.table(summary.round(4), f"{metric} summary")
+
+    st.subheader(f"Probability of improvement: {sel.scenario}")
+    run = sel.runs[0].label
+    if sel.several:
+        run = st.selectbox("Run for the pairwise comparison", [r.label for r in sel.runs])
+    matrix = data.improvement_matrix(table, metric, sel.scenario, run)
+    if matrix.empty:
+        st.info(f"Fewer than two policies with `{metric}` in scenario `{sel.scenario}`.")
+    else:
+        st.caption(
+            "P(row policy beats column policy) over pairs of seeds (ties count half); "
+            "0.5 means no evidence either way."
+        )
+        common.figure(
+            charts.Figure(
+                "heatmap",
+                matrix,
+                x="than",
+                y="policy",
+                color="P(better)",
+                x_title="than policy",
+                y_title="policy",
+                title=f"P(better) on {data.title(metric)}, {sel.scenario}",
+            ),
+            f"improvement {sel.scenario}",
+        )
+        common.table(matrix.round(3), f"improvement {sel.scenario}")
+
+    st.subheader("Run metadata")
+    for r in sel.runs:
+        st.markdown(f"**{r.label}**")
+        common.table(data.metadata(r), f"metadata {r.label}")
+        if r.config is None:
+            common.missing(f"`{data.CONFIG_FILE}` in `{r.label}`", data.CMD_EVALUATE)
+        else:
+            with st.expander(f"{data.CONFIG_FILE} of {r.label}"):
+                st.json(r.config, expanded=False)
