@@ -43,6 +43,7 @@ for _name, _entry in {
     "quantise": "recsim_llm.lm.quantise_cli",
     "explain": "recsim_llm.lm.explain_cli",
     "fidelity": "recsim_llm.movielens.cli",
+    "ope": "recsim_llm.ope_cli",
 }.items():
     COMMANDS.register(_name, _entry)
 del _name, _entry

@@ -43,7 +43,17 @@ from typing import Any
 MARKER = ".recsim-llm.json"
 """Name of the marker file inside every directory this package writes."""
 MARKER_TAG = "recsim-llm output"
-KINDS = ("run", "encoder", "logs", "fidelity", "model", "eval", "calibration-cache", "train")
+KINDS = (
+    "run",
+    "encoder",
+    "logs",
+    "fidelity",
+    "model",
+    "eval",
+    "calibration-cache",
+    "train",
+    "ope",
+)
 """Kinds of outputs; a marked output may only be replaced by one of the same kind."""
 FILE_KINDS = ("model",)
 """Kinds written as one file plus a sidecar ``.json`` (``output_file``), not as a folder."""
