@@ -346,7 +346,13 @@ def test_real_env_passes_the_same_checks_as_the_synthetic_one(real: calib.Calibr
     )
     assert env.unwrapped.calibration is real  # the fit is cached per data directory
     check_env(env.unwrapped, skip_render_check=True)
-    sb3_check_env(MovieLensEnv(data_dir=REAL_DATA))
+    default = MovieLensEnv(data_dir=REAL_DATA)
+    # v2: the LM state defaults to the shipped MovieLens encoder, not the synthetic world's.
+    from recsim_llm.lm.state import SHIPPED_MOVIELENS_ENCODER
+
+    assert default.config.encoder == "lm-fast"
+    assert default.config.encoder_path == str(SHIPPED_MOVIELENS_ENCODER)
+    sb3_check_env(default)
     env.reset(seed=0)
     clicks = 0
     for _ in range(30):

@@ -284,3 +284,14 @@ def test_non_finite_fast_head_is_refused(tmp_path):
     (enc / "encoder.json").write_text(json.dumps(cfg))
     with pytest.raises(EncoderFormatError, match=r"heads\.safetensors holds non-finite"):
         _Bundle(enc, 1)
+
+
+def test_world_hash_ignores_later_switches_only_while_they_are_off():
+    from dataclasses import replace
+
+    from recsim_llm.config import ChoiceConfig, UserConfig
+
+    base = WorldConfig()
+    assert world_hash(replace(base, users=UserConfig(bot_fraction=0.0))) == world_hash(base)
+    assert world_hash(replace(base, users=UserConfig(bot_fraction=0.1))) != world_hash(base)
+    assert world_hash(replace(base, choice=ChoiceConfig(cascade_share=0.5))) != world_hash(base)

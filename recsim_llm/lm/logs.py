@@ -37,6 +37,10 @@ _DEFAULT_MODELS = {"users": "synthetic", "dynamics": "default", "response": "def
 """World parts whose ``model`` field is left out of ``world_hash`` when it holds this default."""
 
 
+_LATER_SWITCHES = (("users", "bot_fraction"), ("choice", "cascade_share"))
+"""World fields added after encoders were shipped, left out of ``world_hash`` while they are 0."""
+
+
 def world_hash(world: WorldConfig) -> str:
     """Stable short hash of a world config (what an encoder was fine-tuned for)."""
     values = to_dict(world)
@@ -45,6 +49,10 @@ def world_hash(world: WorldConfig) -> str:
     for part, default in _DEFAULT_MODELS.items():
         if values[part].get("model") == default:
             del values[part]["model"]
+    # Likewise for later switches while they are off (bots, the logit/cascade mixture).
+    for part, field in _LATER_SWITCHES:
+        if values[part].get(field) == 0.0:
+            del values[part][field]
     payload = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
