@@ -138,9 +138,18 @@ def select() -> Selection | None:
     return Selection(runs, scenario, chosen_policies)
 
 
-def missing(what: str, command: str) -> None:
-    """The one message a page shows when a run lacks what it needs."""
-    st.info(f"Not in the selected run(s): {what}. Produced by: `{command}`")
+def missing(what: str, *commands: str) -> None:
+    """The one message a page shows when a run lacks what it needs, with the command(s) that
+    produce it (``data.CMD_*``)."""
+    how = " and ".join(f"`{c}`" for c in commands)
+    st.info(f"Not in the selected run(s): {what}. Produced by: {how}")
+
+
+def reliability(frame: pd.DataFrame, n_col: str = "seeds") -> None:
+    """A caption when the frame's intervals rest on too few seeds (``data.reliability_caption``)."""
+    text = data.reliability_caption(frame, n_col)
+    if text:
+        st.caption(text)
 
 
 def _slug(text: str) -> str:

@@ -25,15 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsim_llm import stats
+from recsim_llm.evaluation import DRIFT_METRICS
 from recsim_llm.io import is_hidden
 from recsim_llm.results import RESULT_COLUMNS, SESSION_STEP
+from recsim_llm.stats import MIN_RELIABLE_RUNS
 
 # -- files ----------------------------------------------------------------------------------------
 RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
 SYSTEM_FILE = "system.json"
-STEP_LOG_FILES = ("steps.parquet", "step_log.parquet", "steps_log.parquet")
-"""Per-step logs (one row per user-step), the first of these names present in a run wins."""
+STEP_LOG_FILES = ("steps.parquet",)
+"""Per-step logs (one row per user-step, ``recsim_llm.steplog``), the first present wins."""
 
 # -- results.csv columns --------------------------------------------------------------------------
 COL_RUN_ID, COL_POLICY, COL_SCENARIO, COL_SEED, COL_STEP, COL_METRIC, COL_VALUE = RESULT_COLUMNS
@@ -44,22 +47,24 @@ COL_BASE = "scenario_base"
 COL_RUN = "run"
 """Added on load: the run directory's label in the sidebar (several runs can be overlaid)."""
 STRENGTH_SEPARATOR = "@"
-"""Without the optional columns, ``obs-noise@0.5`` is battery item ``obs-noise``, strength 0.5."""
+"""Without the optional columns, ``obs-noise@0.5`` is battery item ``obs-noise``, strength 0.5
+(``recsim-llm evaluate`` keeps the spec as given as the scenario name, ``recsim_llm.scenarios``)."""
 CONFIG_STRENGTHS = "scenario_strengths"
 """Optional config.json key: ``{scenario: {"base": item, "strength": x}}``."""
 UNPERTURBED = "default"
 """The unperturbed scenario (strength 0) robustness differences are taken against."""
 
-# -- metrics (results.csv ``metric``) -------------------------------------------------------------
+# -- metrics (results.csv ``metric``; written by ``recsim_llm.evaluation`` and ``recsim_llm.grid``)
 M_RETURN = "return"
 M_SCORE = "normalised_score"
-"""Session score, random = 0 and oracle = 1; the overview sorts by it when present."""
+"""Session score, random = 0 and oracle = 1 (``grid.add_reference_scores``, needs both
+policies in the grid); the overview sorts by it when present."""
+M_REGRET = "regret"
 M_CTR = "ctr"
 M_CLICKS = "clicks"
-M_STEPS_TO_RECOVER = "steps_to_recover"
-M_DRIFT_BEFORE = "drift_before"
-M_DRIFT_AFTER = "drift_after"
-M_FIRST_K_CTR = "first_k_ctr"
+M_DRIFT_BEFORE, M_DRIFT_AFTER, M_STEPS_TO_RECOVER = DRIFT_METRICS
+"""Shift scenarios only: ``reward_before_shift``, ``reward_after_shift``, ``steps_to_recover``."""
+M_FIRST_K_CTR = "ctr_first_k"
 M_STEPS_TO_FIRST_CLICK = "steps_to_first_click"
 S_REWARD = "reward"
 S_CLICK_RATE = "click_rate"
@@ -76,14 +81,16 @@ METRIC_TITLES = {
     "session_length": "session length (steps)",
     "churned": "churned (share of users)",
     "final_satisfaction": "final hidden satisfaction (0-1)",
-    "diversity": "diversity (mean pairwise distance in a slate)",
+    "mean_satisfaction": "mean hidden satisfaction over the session (0-1)",
+    "diversity": "diversity (1 - mean pairwise cosine in a slate, 0-1)",
     "coverage": "catalog coverage (share of items shown)",
     "novelty": "novelty (mean self-information, bits)",
-    "regret": "regret (minutes watched vs oracle)",
+    "popularity_bias": "popularity bias (shown / catalog mean clicks, ratio)",
+    M_REGRET: "regret (oracle return - return, minutes)",
     M_STEPS_TO_RECOVER: "steps to recover after the shift (steps)",
-    M_DRIFT_BEFORE: "metric before the shift",
-    M_DRIFT_AFTER: "metric after the shift",
-    M_FIRST_K_CTR: "first-k CTR of new users (clicks per slate)",
+    M_DRIFT_BEFORE: "reward per step before the shift (minutes per step)",
+    M_DRIFT_AFTER: "reward per step after the shift (minutes per step)",
+    M_FIRST_K_CTR: "CTR over a session's first 10 steps (clicks per step)",
     M_STEPS_TO_FIRST_CLICK: "steps to a new user's first click (steps)",
     S_REWARD: "reward (minutes watched per step)",
     S_CLICK_RATE: "click rate (clicks per user-step)",
@@ -93,43 +100,76 @@ METRIC_TITLES = {
     S_ACTIVE: "active users (sessions still running)",
 }
 
-# -- per-step log columns -------------------------------------------------------------------------
+# -- per-step log columns (``recsim_llm.steplog.STEPLOG_COLUMNS``) --------------------------------
 LOG_POLICY, LOG_SCENARIO, LOG_SEED = COL_POLICY, COL_SCENARIO, COL_SEED
 LOG_USER = "user"
 LOG_STEP = "step"
 LOG_CANDIDATES = "candidates"
-"""List of candidate item ids shown to the policy."""
+"""List of candidate item ids offered to the policy."""
 LOG_SCORES = "scores"
-"""List of the policy's scores, aligned with ``candidates``."""
+"""List of the policy's scores aligned with ``candidates``; null when the policy has no
+``scores(observation)`` (every built-in policy but ``encoder-greedy``)."""
 LOG_SLATE = "slate"
-"""List of the shown item ids (or positions in ``candidates``), in slate order."""
+"""List of the shown item ids, in slate order."""
 LOG_CLICK = "click"
-"""Clicked slate position, -1 for no click."""
+"""Bool: whether the user clicked."""
+LOG_POSITION = "position"
+"""Clicked slate position (0-based), -1 for no click."""
+LOG_ITEM = "item"
+"""Clicked item id, -1 for no click."""
 LOG_WATCH = "watch_time"
 HIDDEN_PREFIX = "hidden_"
 LOG_SATISFACTION = "hidden_satisfaction"
 LOG_INTEREST = "hidden_interest"
-"""List: the user's hidden interest vector after the step."""
+"""List: the user's hidden interest vector when the slate was shown."""
 LOG_STATE = "state"
-"""List: the encoder's user state after the step (what the recommender tracked)."""
+"""Optional list: the encoder's user state (not written by ``recsim-llm evaluate``)."""
 LOG_EXPLANATION = "explanation"
-"""Optional: list of one explanation text per slate item."""
-REPLAY_COLUMNS = (LOG_USER, LOG_STEP, LOG_CANDIDATES, LOG_SCORES, LOG_SLATE, LOG_CLICK)
+"""Optional: list of one explanation text per slate item (not written by ``recsim-llm
+evaluate``)."""
+REPLAY_COLUMNS = (LOG_USER, LOG_STEP, LOG_CANDIDATES, LOG_SLATE, LOG_POSITION)
 
 # -- commands that produce what a page needs (shown when it is missing) ---------------------------
+# Each is a real command line (tests/test_dashboard.py parses every one with the CLI's parser).
 CMD_EVALUATE = (
     "recsim-llm evaluate --policies random,popularity,mix:0.2,oracle "
-    "--scenarios default,taste-shift,new-items --seeds 0,1,2 --out runs/NAME"
+    "--scenarios default,taste-shift,new-items --seeds 0,1,2,3,4 --out runs/NAME"
 )
-CMD_SHIFT = "recsim-llm evaluate --scenarios default,taste-shift --seeds 0,1,2 --out runs/NAME"
-CMD_COLD = "recsim-llm evaluate --scenarios default,new-items --seeds 0,1,2 --out runs/NAME"
-CMD_GRID = (
-    "recsim-llm evaluate --scenarios default,taste-shift,new-items --out runs/NAME (grid metrics)"
+CMD_SHIFT = (
+    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "--scenarios default,taste-shift --seeds 0,1,2,3,4 --out runs/NAME"
 )
+"""taste-shift shifts at step 40: the horizon (default 100) must be longer."""
+CMD_COLD = (
+    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "--scenarios default,new-items,cold-start --seeds 0,1,2,3,4 --out runs/NAME"
+)
+CMD_GRID = CMD_EVALUATE
+"""``normalised_score`` and ``regret`` need ``random`` and ``oracle`` in the grid."""
 CMD_ROBUSTNESS = (
-    "recsim-llm evaluate --scenarios default,obs-noise@0.1,obs-noise@0.3 --out runs/NAME"
+    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "--scenarios default,obs-noise@0.5,obs-noise@1.0,obs-noise@2.0 --seeds 0,1,2,3,4 "
+    "--out runs/NAME"
 )
-CMD_STEP_LOGS = "recsim-llm evaluate --step-logs --out runs/NAME"
+CMD_STEP_LOGS = (
+    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "--scenarios default,taste-shift --seeds 0,1,2 --log-fraction 0.1 --out runs/NAME"
+)
+CMD_BOW_COLD = (
+    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "--scenarios default,new-items,cold-start --seeds 0,1,2,3,4 --encoder bow --out runs/NAME-bow"
+)
+"""With ``CMD_COLD`` (the built-in scenarios' encoder is ``lm-fast``), a non-LM run of the same
+grid: the cold-start page's LM against non-LM comparison."""
+COMMANDS = (
+    CMD_EVALUATE,
+    CMD_SHIFT,
+    CMD_COLD,
+    CMD_GRID,
+    CMD_ROBUSTNESS,
+    CMD_STEP_LOGS,
+    CMD_BOW_COLD,
+)
 
 
 class RunError(ValueError):
@@ -400,34 +440,70 @@ def session_log(log: pd.DataFrame, **key: Any) -> pd.DataFrame:
     return log[mask].sort_values(LOG_STEP).reset_index(drop=True)
 
 
+def _listed(value: Any) -> list | None:
+    """A logged list cell as a list (None for a null cell)."""
+    if value is None or (np.isscalar(value) and pd.isna(value)):
+        return None
+    return list(np.asarray(value).tolist())
+
+
+def has_scores(log: pd.DataFrame) -> bool:
+    """Whether any logged step carries the policy's candidate scores."""
+    return LOG_SCORES in log.columns and log[LOG_SCORES].map(_listed).notna().any()
+
+
+def clicked_position(row: pd.Series) -> int:
+    """The clicked slate position (0-based) of a logged step, -1 without a click."""
+    if LOG_POSITION in row and pd.notna(row[LOG_POSITION]):
+        return int(row[LOG_POSITION])
+    return -1
+
+
 def slate_rows(row: pd.Series) -> pd.DataFrame:
-    """One logged step as a table: every candidate with its score, slate position and click."""
-    candidates = list(np.asarray(row[LOG_CANDIDATES]).tolist())
-    scores = np.asarray(row[LOG_SCORES], dtype=np.float64) if LOG_SCORES in row else None
-    slate = [int(x) for x in np.asarray(row[LOG_SLATE]).tolist()]
-    if not all(s in candidates for s in slate) and all(0 <= s < len(candidates) for s in slate):
-        slate = [candidates[s] for s in slate]  # positions in the candidate list
-    click = int(row[LOG_CLICK]) if LOG_CLICK in row and pd.notna(row[LOG_CLICK]) else -1
-    explanations = (
-        list(np.asarray(row[LOG_EXPLANATION]).tolist())
-        if LOG_EXPLANATION in row and row[LOG_EXPLANATION] is not None
-        else []
-    )
+    """One logged step as a table: every candidate with its score (NaN when the policy logged
+    none; -inf, a masked candidate, as NaN), slate position (1-based) and click; best score
+    first, else slate order."""
+    candidates = _listed(row[LOG_CANDIDATES]) or []
+    scores = _listed(row[LOG_SCORES]) if LOG_SCORES in row else None
+    score = np.full(len(candidates), np.nan)
+    if scores is not None:
+        values = np.asarray(scores, dtype=np.float64)[: len(candidates)]
+        score[: values.size] = np.where(np.isfinite(values), values, np.nan)
+    slate = [int(x) for x in (_listed(row[LOG_SLATE]) or [])]
+    click = clicked_position(row)
+    explanations = _listed(row[LOG_EXPLANATION]) or [] if LOG_EXPLANATION in row else []
     out = []
     for i, item in enumerate(candidates):
         pos = slate.index(item) if item in slate else -1
         out.append(
             {
                 "item": item,
-                "score": float(scores[i]) if scores is not None and i < len(scores) else np.nan,
+                "score": score[i],
                 "slate position": pos + 1 if pos >= 0 else None,
                 "shown": pos >= 0,
                 "clicked": pos >= 0 and pos == click,
-                "explanation": explanations[pos] if 0 <= pos < len(explanations) else "",
+                "explanation": str(explanations[pos]) if 0 <= pos < len(explanations) else "",
             }
         )
-    table = pd.DataFrame(out)
-    return table.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+    for pos, item in enumerate(slate):  # a slate item that was not a candidate (repaired slate)
+        if item not in candidates:
+            out.append(
+                {
+                    "item": item,
+                    "score": np.nan,
+                    "slate position": pos + 1,
+                    "shown": True,
+                    "clicked": pos == click,
+                    "explanation": str(explanations[pos]) if pos < len(explanations) else "",
+                }
+            )
+    table = pd.DataFrame(out, columns=SLATE_COLUMNS)
+    return table.sort_values(
+        ["score", "slate position"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+
+
+SLATE_COLUMNS = ["item", "score", "slate position", "shown", "clicked", "explanation"]
 
 
 def pca2(vectors: np.ndarray) -> np.ndarray:
@@ -461,38 +537,74 @@ def trajectories(
     )
 
 
-# -- statistics (to be replaced by recsim_llm.stats) ----------------------------------------------
-def interval(
-    values: Sequence[float] | np.ndarray, confidence: float = 0.95
-) -> tuple[float, float, float]:
-    """(centre, low, high) of seeds' values: the mean and a percentile-bootstrap interval.
+# -- statistics (``recsim_llm.stats``) -----------------------------------------------------------
+N_RESAMPLES = 2000
+"""Bootstrap resamples per interval (fixed seed 0, so a page shows the same numbers each time)."""
+CONFIDENCE = 0.95
 
-    One seed gives a zero-width interval. The one place to swap in ``recsim_llm.stats`` (IQM,
-    stratified bootstrap) later.
-    """
+
+def estimate(values: Sequence[float] | np.ndarray) -> stats.Estimate | None:
+    """Mean over seeds with its percentile bootstrap interval (``stats.mean_estimate``): no
+    interval with one seed, flagged unreliable under ``MIN_RELIABLE_RUNS`` seeds. None when no
+    value is finite."""
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
+        return None
+    return stats.mean_estimate(x, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, rng=0)
+
+
+def reliability(n: int) -> str:
+    """What an interval over ``n`` seeds is worth, as tables show it ("" when reliable)."""
+    if n <= 1:
+        return "1 seed: no interval"
+    if n < MIN_RELIABLE_RUNS:
+        return f"{n} seeds: unreliable"
+    return ""
+
+
+def interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of seeds' values (``estimate``); low and high are NaN with one seed
+    (no interval), all NaN without a finite value."""
+    est = estimate(values)
+    if est is None:
         return math.nan, math.nan, math.nan
-    if x.size == 1:
-        return float(x[0]), float(x[0]), float(x[0])
-    rng = np.random.default_rng(0)
-    means = x[rng.integers(x.size, size=(2000, x.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(x.mean()), float(low), float(high)
+    if not est.has_interval:
+        return est.point, math.nan, math.nan
+    return est.point, float(est.low), float(est.high)
 
 
-INTERVAL_NAME = "mean over seeds, 95% percentile-bootstrap interval"
+INTERVAL_NAME = (
+    f"mean over seeds, {CONFIDENCE:.0%} percentile-bootstrap interval over seeds "
+    f"(recsim_llm.stats.mean_estimate); none with 1 seed, unreliable under "
+    f"{MIN_RELIABLE_RUNS} seeds"
+)
+
+
+def reliability_caption(frame: pd.DataFrame, n_col: str = "seeds") -> str:
+    """One caption line on how many seeds the frame's intervals rest on ("" when every one has
+    at least ``MIN_RELIABLE_RUNS``)."""
+    if frame.empty or n_col not in frame.columns:
+        return ""
+    n = int(frame[n_col].min())
+    if n <= 1:
+        return "Some estimates rest on 1 seed: no interval is shown for them."
+    if n < MIN_RELIABLE_RUNS:
+        return (
+            f"Intervals rest on as few as {n} seeds (fewer than {MIN_RELIABLE_RUNS}): they are "
+            "close to the range of the seeds and marked unreliable."
+        )
+    return ""
 
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
-    """P(X > Y) + P(X = Y) / 2 over all pairs of seeds' values (Mann-Whitney)."""
-    a = np.asarray(x, dtype=np.float64)[:, None]
-    b = np.asarray(y, dtype=np.float64)[None, :]
+    """P(X > Y) + P(X = Y) / 2 over all pairs of seeds' values (``stats``, Mann-Whitney)."""
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if a.size == 0 or b.size == 0:
         return math.nan
-    return float(((a > b) + 0.5 * (a == b)).mean())
+    return stats.probability_of_improvement(a, b)
 
 
 # -- summaries ------------------------------------------------------------------------------------
@@ -519,8 +631,13 @@ def session_values(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows[[COL_RUN, COL_POLICY, COL_SCENARIO, COL_SEED, COL_VALUE]].reset_index(drop=True)
 
 
+SUMMARY_COLUMNS = ("seeds", "mean", "low", "high", "interval")
+"""What ``summarise`` adds per group; ``interval`` is ``reliability(seeds)``."""
+
+
 def summarise(values: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Per group: seeds, mean and interval of ``value`` (``interval``)."""
+    """Per group: seeds, mean and interval of ``value`` (``interval``), and the interval's
+    reliability note."""
     rows = []
     for keys, group in values.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
@@ -532,9 +649,10 @@ def summarise(values: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
                 "mean": centre,
                 "low": low,
                 "high": high,
+                "interval": reliability(len(group)),
             }
         )
-    return pd.DataFrame(rows, columns=[*by, "seeds", "mean", "low", "high"])
+    return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
 
 
 def session_summary(table: pd.DataFrame, metric: str = M_RETURN) -> pd.DataFrame:
@@ -559,17 +677,32 @@ def improvement_matrix(table: pd.DataFrame, metric: str, scenario: str, run: str
     if metric in LOWER_IS_BETTER:
         order = order[::-1]
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    pairs = [(a, b) for a in order for b in order if a != b]
+    if not pairs:
+        return pd.DataFrame(columns=IMPROVEMENT_COLUMNS)
+    ests = stats.improvement_probabilities(
+        {p: sign * by_policy[p] for p in order},
+        pairs,
+        confidence=CONFIDENCE,
+        n_resamples=N_RESAMPLES,
+        rng=0,
+    )
     rows = [
         {
             "policy": a,
             "than": b,
-            "P(better)": probability_of_improvement(sign * by_policy[a], sign * by_policy[b]),
+            "P(better)": est.point,
+            "low": est.low if est.has_interval else math.nan,
+            "high": est.high if est.has_interval else math.nan,
+            "seeds": est.n,
+            "interval": reliability(est.n),
         }
-        for a in order
-        for b in order
-        if a != b
+        for (a, b), est in ests.items()
     ]
-    return pd.DataFrame(rows, columns=["policy", "than", "P(better)"])
+    return pd.DataFrame(rows, columns=IMPROVEMENT_COLUMNS)
+
+
+IMPROVEMENT_COLUMNS = ["policy", "than", "P(better)", "low", "high", "seeds", "interval"]
 
 
 def step_bands(
@@ -644,6 +777,11 @@ def metadata(run: Run) -> pd.DataFrame:
     ]
     if "users" in config:
         facts.append(("users per seed", str(config["users"])))
+    versions = config.get("scenario_versions")
+    if isinstance(versions, dict) and versions:
+        facts.append(("scenario versions", ", ".join(f"{k} v{v}" for k, v in versions.items())))
+    if "log_fraction" in config:
+        facts.append(("logged share of users", str(config["log_fraction"])))
     horizons = {
         scenario_config(config, s).get("horizon") for s in scenarios if scenario_config(config, s)
     }
@@ -677,6 +815,17 @@ def split_scenario(name: str) -> tuple[str, float | None]:
     return name, None
 
 
+def default_strength(name: str) -> float | None:
+    """The default strength of registered scenario ``name`` (None: unknown, or no strength)."""
+    from recsim_llm.scenarios import scenario_info
+
+    try:
+        info = scenario_info(name)
+    except (ValueError, KeyError, ImportError):
+        return None
+    return float(info.strength.default) if info.strength is not None else None
+
+
 def scenario_strengths(table: pd.DataFrame, config: dict[str, Any] | None = None) -> pd.DataFrame:
     """Scenario -> battery item and strength: from the optional columns, else config.json's
     ``scenario_strengths``, else the name's ``@strength`` suffix."""
@@ -694,6 +843,12 @@ def scenario_strengths(table: pd.DataFrame, config: dict[str, Any] | None = None
         if COL_BASE in part.columns and (part[COL_BASE] != "").any():
             base = str(part.loc[part[COL_BASE] != "", COL_BASE].iloc[0])
         rows.append({COL_SCENARIO: scenario, "item": base, COL_STRENGTH: strength})
+    # A bare name (``obs-noise``) beside specs of the same item (``obs-noise@1.0``) is that item
+    # at the scenario's default strength (``recsim_llm.scenarios``), so it joins their curve.
+    with_strength = {r["item"] for r in rows if r[COL_STRENGTH] is not None}
+    for r in rows:
+        if r[COL_STRENGTH] is None and r["item"] in with_strength:
+            r[COL_STRENGTH] = default_strength(r["item"])
     out = pd.DataFrame(rows, columns=[COL_SCENARIO, "item", COL_STRENGTH])
     out[COL_STRENGTH] = out[COL_STRENGTH].astype(np.float64)
     return out
@@ -751,10 +906,21 @@ def paired_differences(table: pd.DataFrame, metric: str, strengths: pd.DataFrame
                     "difference": centre,
                     "low": low,
                     "high": high,
+                    "interval": reliability(diff.size),
                 }
             )
     out = pd.DataFrame(
-        rows, columns=["item", COL_STRENGTH, COL_POLICY, "pairs", "difference", "low", "high"]
+        rows,
+        columns=[
+            "item",
+            COL_STRENGTH,
+            COL_POLICY,
+            "pairs",
+            "difference",
+            "low",
+            "high",
+            "interval",
+        ],
     )
     out = out.sort_values(["item", COL_STRENGTH, COL_POLICY], na_position="first")
     return out.reset_index(drop=True)

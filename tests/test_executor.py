@@ -150,7 +150,7 @@ def test_top_level_evaluate_returns_the_tidy_table():
 
 
 def test_cli_evaluate_writes_a_run_the_dashboard_reads(tmp_path, capsys):
-    from dashboard.data import find_runs, load_results, session_summary
+    from dashboard.data import find_runs, load_run, session_summary
     from recsim_llm.cli import main
     from recsim_llm.steplog import read_steplog
 
@@ -192,7 +192,7 @@ def test_cli_evaluate_writes_a_run_the_dashboard_reads(tmp_path, capsys):
     } <= names
     assert (out / "return.png").read_bytes()[:4] == b"\x89PNG"
     assert find_runs(tmp_path / "runs") == [out]
-    table = load_results(out)
+    table = load_run("grid", out, tmp_path / "runs").table  # what the dashboard's pages read
     parquet = pd.read_parquet(out / "results.parquet")
     assert len(parquet) == len(table)
     summary = session_summary(table, "normalised_score")

@@ -34,6 +34,7 @@ if sel is not None:
             ),
             f"{metric} {scenario}",
         )
+        common.reliability(summary)
         common.table(summary.drop(columns="series").round(4), f"{metric} {scenario}")
 
     horizon = int(table.loc[table[data.COL_STEP] >= 0, data.COL_STEP].max() + 1)
@@ -72,6 +73,7 @@ if sel is not None:
     first_k = data.first_steps_summary(table, scenario, k)
     if not first_k.empty:
         st.caption(f"Mean click rate over steps 0-{k - 1}, per seed, then {data.INTERVAL_NAME}.")
+        common.reliability(first_k)
         common.table(first_k.round(4), f"click rate first {k} steps {scenario}")
 
     st.subheader("LM against non-LM user state")
@@ -81,7 +83,8 @@ if sel is not None:
         common.missing(
             f"runs of scenario `{scenario}` with both an LM encoder and a non-LM one "
             f"(found: {', '.join(sorted(kinds)) or 'no encoder in config.json'})",
-            data.CMD_COLD + " --encoder bow  (and again with --encoder lm-fast)",
+            data.CMD_COLD,
+            data.CMD_BOW_COLD,
         )
     else:
         comparison = data.encoder_comparison(table, scenario, k, encoders)
@@ -101,4 +104,5 @@ if sel is not None:
             ),
             f"lm vs non-lm {scenario}",
         )
+        common.reliability(comparison)
         common.table(comparison.round(4), f"lm vs non-lm {scenario}")

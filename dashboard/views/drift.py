@@ -99,6 +99,7 @@ if sel is not None:
             ),
             f"{metric} {scenario}",
         )
+        common.reliability(summary)
         common.table(summary.drop(columns="series").round(3), f"{metric} {scenario}")
 
     st.subheader("Hidden interest of sampled users")
@@ -116,7 +117,8 @@ if sel is not None:
         st.stop()
     key = common.log_session_picker(log, sel, users=False)
     sessions = data.log_sessions(data.session_log(log, **key))
-    n = st.slider("Users to sample", 1, max(1, min(12, len(sessions))), min(4, len(sessions)))
+    most = min(12, len(sessions))
+    n = st.slider("Users to sample", 1, most, min(4, most)) if most > 1 else most
     users = list(np.random.default_rng(0).permutation(sessions[data.LOG_USER].to_numpy())[:n])
     left, right = st.columns(2)
     paths = data.trajectories(log, data.LOG_INTEREST, users, key)
@@ -153,8 +155,9 @@ if sel is not None:
                 "encoder state paths",
             )
         else:
-            common.missing(
-                f"column `{data.LOG_STATE}` in `{run.step_log.name}`", data.CMD_STEP_LOGS
+            st.info(
+                f"No column `{data.LOG_STATE}` in `{run.step_log.name}`: the step logs of "
+                "`recsim-llm evaluate` record the hidden interest, not the encoder's state."
             )
     st.caption(
         "Each space is projected on its own first two principal components (over the sampled "

@@ -42,6 +42,7 @@ if sel is not None:
         tooltip=[data.COL_RUN, data.COL_SCENARIO, "policy", "seeds", "mean", "low", "high"],
     )
     common.figure(fig, f"{metric} by scenario")
+    common.reliability(summary)
     common.table(summary.round(4), f"{metric} summary")
 
     st.subheader(f"Probability of improvement: {sel.scenario}")
@@ -54,8 +55,10 @@ if sel is not None:
     else:
         st.caption(
             "P(row policy beats column policy) over pairs of seeds (ties count half); "
-            "0.5 means no evidence either way."
+            "0.5 means no evidence either way; interval: stratified bootstrap over seeds "
+            "(recsim_llm.stats.improvement_probabilities)."
         )
+        common.reliability(matrix)
         common.figure(
             charts.Figure(
                 "heatmap",

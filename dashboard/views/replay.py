@@ -28,7 +28,7 @@ if sel is not None:
     steps = session[data.LOG_STEP].tolist()
     step = st.select_slider("Step", steps, value=steps[0]) if len(steps) > 1 else steps[0]
     row = session[session[data.LOG_STEP] == step].iloc[0]
-    click = int(row[data.LOG_CLICK])
+    click = data.clicked_position(row)
     facts = st.columns(3)
     facts[0].metric("Clicked slate position", "none" if click < 0 else str(click + 1))
     if data.LOG_WATCH in row:
@@ -36,26 +36,34 @@ if sel is not None:
     if data.LOG_SATISFACTION in row:
         facts[2].metric("Hidden satisfaction (0-1)", f"{float(row[data.LOG_SATISFACTION]):.3f}")
     shown = data.slate_rows(row)
-    st.subheader(f"Step {step}: slate and candidate scores")
-    common.figure(
-        charts.Figure(
-            "bars",
-            shown.assign(
-                item=shown["item"].astype(str),
-                where=shown["shown"].map({True: "in slate", False: "not shown"}),
+    scored = data.has_scores(session)
+    st.subheader(f"Step {step}: slate and candidate scores" if scored else f"Step {step}: slate")
+    if not scored:
+        st.caption(
+            f"No `{data.LOG_SCORES}` in this session's log: the policy has no "
+            "`scores(observation)` (of the built-in policies only `encoder-greedy` has one). "
+            f"{int((~shown['shown']).sum())} candidates were not shown."
+        )
+    else:
+        common.figure(
+            charts.Figure(
+                "bars",
+                shown.assign(
+                    item=shown["item"].astype(str),
+                    where=shown["shown"].map({True: "in slate", False: "not shown"}),
+                ),
+                x="item",
+                y="score",
+                color="where",
+                x_title="candidate item (id)",
+                y_title="policy score (policy units)",
+                title="candidate scores",
+                tooltip=["item", "score", "slate position", "clicked", "explanation"],
             ),
-            x="item",
-            y="score",
-            color="where",
-            x_title="candidate item (id)",
-            y_title="policy score (policy units)",
-            title="candidate scores",
-            tooltip=["item", "score", "slate position", "clicked", "explanation"],
-        ),
-        f"scores step {step}",
-    )
+            f"scores step {step}",
+        )
     slate = shown[shown["shown"]].sort_values("slate position")
-    cols = ["slate position", "item", "score", "clicked"]
+    cols = ["slate position", "item", *(["score"] if scored else []), "clicked"]
     if (slate["explanation"] != "").any():
         cols.append("explanation")
     elif data.LOG_EXPLANATION not in log.columns:

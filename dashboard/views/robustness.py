@@ -49,6 +49,7 @@ if sel is not None:
                 f"robustness {item}",
             )
         st.caption(f"Bands: {data.INTERVAL_NAME}. Strength 0 is `{data.UNPERTURBED}`.")
+        common.reliability(curves)
 
     st.subheader(f"Paired differences against `{data.UNPERTURBED}`")
     diffs = data.paired_differences(table, metric, strengths)
@@ -62,6 +63,7 @@ if sel is not None:
             f"Scenario minus `{data.UNPERTURBED}`, same policy and seed, {data.title(metric)}; "
             "sorted by item, then strength (numerically)."
         )
+        common.reliability(diffs, "pairs")
         shown = diffs.copy()
         shown["case"] = shown["item"] + shown[data.COL_STRENGTH].map(
             lambda s: "" if s != s else f"{data.STRENGTH_SEPARATOR}{s:g}"
