@@ -187,6 +187,21 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
     assert "mean pairwise cosine" in md
 
 
+def test_encoder_eval_without_exact_states_scores_the_fast_state_and_baselines(
+    tmp_path, logs, enc_dir
+):
+    from recsim_llm.cli import main
+
+    out = tmp_path / "eval"
+    args = ["encoder-eval", "--logs", str(logs), "--encoders", str(enc_dir), "--out", str(out)]
+    assert main([*args, "--max-rows", "40", "--n-boot", "20", "--no-exact"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"].endswith("--no-exact")
+    assert "LoRA [lora] fast: s·u·v + b (text only)" in res["table"]
+    assert set(ev_mod.BASELINES) <= set(res["table"])
+    assert not [name for name in res["table"] if " exact: " in name]
+
+
 def test_encoder_eval_refuses_bad_arguments_before_work(tmp_path, logs, enc_dir):
     with pytest.raises(ValueError, match="max_rows"):
         ev_mod.evaluate_encoders(logs, [str(enc_dir)], tmp_path / "e", max_rows=-1)

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip popularity, zero-shot MiniLM and the bag-of-words baselines",
     )
+    parser.add_argument(
+        "--no-exact",
+        action="store_true",
+        help="skip the exact states (each history text through the LM: the slow part with "
+        "--max-rows 0); the fast states and the baselines are still scored",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     parts = ["recsim-llm", "encoder-eval", "--logs", args.logs, "--encoders", *args.encoders]
     parts += ["--out", args.out, "--max-rows", str(args.max_rows), "--n-boot", str(args.n_boot)]
     parts += ["--no-baselines"] if args.no_baselines else []
+    parts += ["--no-exact"] if args.no_exact else []
     command = " ".join(shlex.quote(p) for p in parts)
     result = evaluate_encoders(
         args.logs,
@@ -72,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         args.n_boot,
         command=command,
         progress=True,
+        exact=not args.no_exact,
     )
     print(markdown_report(result))
     return 0
