@@ -31,6 +31,15 @@ after a checkpoint and resumed (``resume=True``) therefore ends with the same pa
 bit, as an uninterrupted run with the same settings, on the same machine and package versions
 (``tests/test_train.py`` kills one with SIGKILL and compares). Loading a checkpoint unpickles
 code, like loading any SB3 zip: resume only runs you trust.
+
+**Several seeds** (``train_seeds``): a folder of kind ``"train-seeds"`` holding ``config.json``
+(the settings without ``seed``, the seeds, the versions), one complete run directory per seed,
+``seed-<S>/``, exactly as a single run writes it, and at the end ``summary.csv`` / ``summary.md``
+(each seed's final evaluation return, and their mean with a bootstrap interval from
+``recsim_llm.stats.mean_estimate``: none for one seed, flagged unreliable under 5). Each seed is
+one picklable ``SeedTask`` run by ``train_seed`` through a ``recsim_llm.grid`` executor (local
+processes or Ray), which sets the task's torch threads itself; a seed trains the same whatever
+executor, worker count or order, because every random state comes from its own seed.
 """
 
 from __future__ import annotations
@@ -59,10 +68,26 @@ from recsim_llm.agents.sb3 import (
 )
 from recsim_llm.config import EnvConfig, to_dict
 
-__all__ = ["TRAIN_KIND", "TrainSettings", "latest_checkpoint", "train_run"]
+__all__ = [
+    "SEEDS_KIND",
+    "TRAIN_KIND",
+    "SeedResult",
+    "SeedTask",
+    "TrainSettings",
+    "latest_checkpoint",
+    "seed_dir",
+    "train_run",
+    "train_seed",
+    "train_seeds",
+]
 
 TRAIN_KIND = "train"
 """``recsim_llm.io`` kind of a training run directory."""
+SEEDS_KIND = "train-seeds"
+"""``recsim_llm.io`` kind of a folder of training runs, one per seed (``train_seeds``)."""
+SUMMARY = "summary.csv"
+SUMMARY_MD = "summary.md"
+SUMMARY_COLUMNS = ("seed", "steps", "eval_step", "final_return", "low", "high", "n", "reliable")
 CONFIG = "config.json"
 MODEL = "model.zip"
 PROGRESS = "progress.csv"
@@ -557,3 +582,236 @@ def _load_final(run_dir: Path, settings: TrainSettings) -> Any:
     import stable_baselines3 as sb3
 
     return getattr(sb3, settings.algorithm).load(run_dir / MODEL, device="cpu")
+
+
+# -- several seeds --------------------------------------------------------------------------------
+def seed_dir(out_dir: str | Path, seed: int) -> Path:
+    """The run directory of ``seed`` inside a ``train_seeds`` folder: ``OUT/seed-<S>``."""
+    return Path(out_dir) / f"seed-{int(seed)}"
+
+
+@dataclass(frozen=True)
+class SeedTask:
+    """One seed of ``train_seeds``, as plain (picklable) values."""
+
+    run_dir: str
+    """Absolute path of the seed's run directory (a worker's working directory may differ)."""
+    config: EnvConfig
+    settings: TrainSettings
+    """The run's settings, with this seed."""
+    resume: bool = False
+    """Continue from the run's newest checkpoint (``train_run(resume=True)``)."""
+    progress: bool = False
+    """A bar of user-steps on stderr (only useful in this process)."""
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """What ``train_seed`` returns: the seed's final evaluation, read back from ``eval.csv``."""
+
+    seed: int
+    steps: int
+    """User-steps the final model was trained for."""
+    eval_step: int
+    """Step of the last row of ``eval.csv`` (the final evaluation)."""
+    final_return: float
+    """Its mean deterministic return over the evaluation seeds."""
+    eval_returns: tuple[float, ...]
+    """Its return on each evaluation seed, in ``eval_seeds`` order."""
+    seconds: float = 0.0
+
+
+def _final_evaluation(run_dir: Path, eval_seeds: tuple[int, ...]) -> tuple[int, float, tuple]:
+    with open(run_dir / EVAL, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{run_dir / EVAL} holds no evaluation")
+    last = rows[-1]
+    returns = tuple(float(last[f"return_seed_{e}"]) for e in eval_seeds)
+    return int(last["step"]), float(last["mean_return"]), returns
+
+
+def train_seed(task: SeedTask) -> SeedResult:
+    """Train (or resume, or read back) one seed's run directory; runs in any process.
+
+    Sets torch's thread count to ``task.settings.threads`` first: a worker process gets exactly
+    the threads the run asks for, not whatever torch picks from the machine's cores.
+    """
+    import time
+
+    import torch
+
+    start = time.perf_counter()
+    torch.set_num_threads(task.settings.threads)
+    run_dir = Path(task.run_dir)
+    model = train_run(
+        run_dir, task.config, task.settings, resume=task.resume, progress=task.progress
+    )
+    step, final, returns = _final_evaluation(run_dir, task.settings.eval_seeds)
+    return SeedResult(
+        task.settings.seed,
+        int(model.num_timesteps),
+        step,
+        final,
+        returns,
+        time.perf_counter() - start,
+    )
+
+
+def _seeds_record(config: EnvConfig, settings: TrainSettings, seeds: list[int]) -> dict[str, Any]:
+    values = run_settings(config, settings)
+    del values["seed"]
+    return {"settings": {**values, "seeds": seeds}, "versions": _versions()}
+
+
+def _check_seeds(seeds: Any) -> list[int]:
+    if isinstance(seeds, (str, int)) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat, got {list(seeds)}")
+    return [int(s) for s in seeds]
+
+
+def _plan_resume(out: Path, config: EnvConfig, per_seed: list[TrainSettings]) -> list[bool]:
+    """Before any work: for each seed, whether its run resumes (True) or starts afresh (False).
+
+    A seed whose folder is missing, or was killed before its first checkpoint, starts from step 0
+    (the same run an uninterrupted one would be); a complete one is read back; one with a
+    checkpoint resumes from it. Settings that differ from the saved ones are refused.
+    """
+    from recsim_llm.io import check_out_dir
+
+    config_path = out / CONFIG
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"cannot resume {out}: it is not a multi-seed training run (no readable {CONFIG} "
+            "with settings); start it without --resume"
+        ) from None
+    seeds = [s.seed for s in per_seed]
+    differing = _differences(saved, _seeds_record(config, per_seed[0], seeds)["settings"])
+    if differing:
+        raise ValueError(
+            f"cannot resume {out}: settings differ from its {CONFIG}: "
+            + "; ".join(differing)
+            + ". Resume with the same settings and seeds, or start a new run"
+        )
+    plan = []
+    for settings in per_seed:
+        run_dir = seed_dir(out, settings.seed)
+        check_out_dir(run_dir, TRAIN_KIND, option=f"--out (seed {settings.seed})")
+        started = (run_dir / CONFIG).is_file() and (
+            (run_dir / MODEL).is_file() or latest_checkpoint(run_dir) is not None
+        )
+        if started:
+            check_resume(run_dir, config, settings)  # refuses other settings
+        plan.append(started)
+    return plan
+
+
+def _write_summary(out: Path, results: list[SeedResult]) -> Any:
+    from recsim_llm.io import atomic_write_text
+    from recsim_llm.stats import MIN_RELIABLE_RUNS, mean_estimate
+
+    estimate = mean_estimate([r.final_return for r in results])
+    lines = [",".join(SUMMARY_COLUMNS)]
+    for r in results:
+        lines.append(f"{r.seed},{r.steps},{r.eval_step},{r.final_return!r},,,,")
+    low = "" if estimate.low is None else repr(float(estimate.low))
+    high = "" if estimate.high is None else repr(float(estimate.high))
+    lines.append(f"mean,,,{float(estimate.point)!r},{low},{high},{estimate.n},{estimate.reliable}")
+    atomic_write_text(out / SUMMARY, "\n".join(lines) + "\n")
+    md = [
+        "| seed | user-steps | final evaluation return |",
+        "|---|---|---|",
+        *(f"| {r.seed} | {r.steps} | {r.final_return:.2f} |" for r in results),
+        "",
+        f"Mean over {estimate.n} seed{'s' if estimate.n > 1 else ''}: {estimate.format('.2f')}",
+        "",
+        f"The interval is a {estimate.confidence:.0%} percentile bootstrap over seeds "
+        "(`recsim_llm.stats.mean_estimate`); one seed gives none, and under "
+        f"{MIN_RELIABLE_RUNS} seeds it is flagged unreliable.",
+    ]
+    atomic_write_text(out / SUMMARY_MD, "\n".join(md) + "\n")
+    return estimate
+
+
+def train_seeds(
+    out_dir: str | Path,
+    config: EnvConfig,
+    settings: TrainSettings,
+    seeds: list[int],
+    *,
+    executor: Any = None,
+    resume: bool = False,
+    progress: bool = False,
+    option: str = "--out",
+) -> list[SeedResult]:
+    """Train one run per seed into ``out_dir/seed-<S>/`` through ``executor``; write the summary.
+
+    Everything is checked before any work: the seeds, every seed's settings (an evaluation seed
+    must not be a training seed), ``out_dir`` (missing, empty or a ``"train-seeds"`` folder of
+    ours) and, with ``resume``, the saved settings and every seed folder. Without ``resume`` the
+    folder is (re)created; with it every unfinished seed continues (from its newest checkpoint,
+    or from step 0 if it had none) and finished ones are read back.
+
+    Args:
+        out_dir: the multi-seed folder.
+        config: the env config every seed trains on.
+        settings: the run's settings; ``settings.seed`` is replaced by each seed.
+        seeds: training seeds (distinct, >= 0).
+        executor: a ``recsim_llm.grid`` executor (default: local, in this process).
+        resume: continue an interrupted ``train_seeds`` folder.
+        progress: a bar over seeds on stderr (and one over user-steps when training here).
+        option: the option name used in error messages.
+
+    Returns:
+        One ``SeedResult`` per seed, in ``seeds`` order.
+
+    Raises:
+        OutputError: ``out_dir`` (or a seed folder) is not ours, or another process writes it.
+        ValueError: bad seeds or settings, ``eval_every == 0`` (the summary needs each seed's
+            final evaluation), or a resume that cannot be done.
+    """
+    from dataclasses import replace
+
+    from recsim_llm.grid import LocalExecutor, map_tasks
+    from recsim_llm.io import claim_output, json_text, output_directory
+
+    seeds = _check_seeds(seeds)
+    if not settings.eval_every:
+        raise ValueError(
+            "eval_every must be > 0 with several seeds: the summary compares each seed's final "
+            "evaluation"
+        )
+    per_seed = [replace(settings, seed=seed) for seed in seeds]  # each checked here
+    out = Path(out_dir).absolute()
+    executor = executor if executor is not None else LocalExecutor()
+    here = isinstance(executor, LocalExecutor) and executor.workers == 1
+    with claim_output(out, SEEDS_KIND, option=option):
+        if resume:
+            plan = _plan_resume(out, config, per_seed)
+        else:
+            plan = [False] * len(seeds)
+            meta = {"algorithm": settings.algorithm, "policy": settings.policy, "seeds": seeds}
+            with output_directory(out, SEEDS_KIND, meta=meta, option=option) as staging:
+                record = _seeds_record(config, settings, seeds)
+                (staging / CONFIG).write_text(json_text(record), encoding="utf-8")
+        tasks = [
+            SeedTask(str(seed_dir(out, s.seed)), config, s, started, progress and here)
+            for s, started in zip(per_seed, plan, strict=True)
+        ]
+        results = map_tasks(
+            train_seed,
+            tasks,
+            executor,
+            progress=progress,
+            desc=f"train {settings.algorithm} seeds",
+            unit="seed",
+            label=lambda r: f"seed {r.seed}: {r.final_return:.1f}",
+        )
+        _write_summary(out, results)
+    return results

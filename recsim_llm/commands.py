@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsim_llm.agents.specs import make_policies, make_policy, parse_spec, policy_forms
 from recsim_llm.cli import Command
@@ -24,6 +25,9 @@ from recsim_llm.encoders import encoder_names
 from recsim_llm.io import claim_output
 from recsim_llm.results import write_run
 from recsim_llm.scenarios import parse_scenario, scenario_config, scenario_names
+
+if TYPE_CHECKING:
+    from recsim_llm.agents.training import TrainSettings
 
 TRUST_WARNING = (
     "recsim-llm: note: loading a model zip unpickles code stored in it; load only files you trust"
@@ -63,19 +67,23 @@ def _encoder_out(out: Path) -> Path:
     return out.with_name(out.name + "-encoder")
 
 
-def _claims_out(kind: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable]:
+def _claims_out(
+    kind: str | Callable[[argparse.Namespace], str],
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable]:
     """Check ``args.out`` and hold it as a ``kind`` output for the whole command.
 
     The first thing a command does, before any print or work: ``recsim_llm.io.claim_output``
     refuses a path that is not ours (a file, a folder with other files, another kind of output)
     or that another process is writing. ``quickstart --finetune`` also claims ``OUT-encoder``.
+    ``kind`` may be a function of the arguments (``train --seeds`` writes another kind).
     """
 
     def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         @functools.wraps(run)
         def claimed(args: argparse.Namespace) -> int:
             with contextlib.ExitStack() as stack:
-                stack.enter_context(claim_output(args.out, kind))
+                out_kind = kind(args) if callable(kind) else kind
+                stack.enter_context(claim_output(args.out, out_kind))
                 if getattr(args, "finetune", False):
                     folder = _encoder_out(args.out)
                     stack.enter_context(claim_output(folder, "encoder", option="--finetune"))
@@ -481,10 +489,44 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envs", type=_positive_int, default=16, help="concurrent users")
     _add_scenario(parser, "scenario to train on")
     _add_horizon(parser)
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
+    seeds.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="comma-separated training seeds (instead of --seed): one run per seed in "
+        "OUT/seed-<S>/, then OUT/summary.csv and summary.md (final evaluation return per seed, "
+        "mean with a bootstrap interval)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=None,
+        help="where --seeds runs its seeds: local processes, or Ray (pip install "
+        '"recsim-llm[ray]"; a multi-node cluster needs --out on a shared filesystem) '
+        "(default: local)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="local processes for --seeds, each with --threads torch threads (default: 1, "
+        "this process)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address for --executor ray ('auto': the running cluster; default: "
+        "start a local Ray instance)",
+    )
     _add_encoder(parser)
     parser.add_argument(
-        "--threads", type=_positive_int, default=1, help="torch threads (recorded in config.json)"
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads of the run, set before training (recorded in config.json); with "
+        "--seeds, of each seed's worker (Ray reserves this many CPUs per seed)",
     )
     parser.add_argument(
         "--eval-every",
@@ -514,22 +556,37 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its newest checkpoint; every other option must be "
-        "the one the run was started with",
+        help="continue the run in --out from its newest checkpoint (with --seeds: every "
+        "unfinished seed); every other option must be the one the run was started with",
     )
     parser.add_argument(
         "--out",
         type=Path,
         required=True,
         help="run directory to write: config.json, progress.csv, eval.csv, checkpoints/, and "
-        "model.zip (use it as model:OUT/model.zip)",
+        "model.zip (use it as model:OUT/model.zip); with --seeds, one such directory per seed "
+        "in OUT/seed-<S>/",
     )
 
 
-@_claims_out("train")
+def _train_kind(args: argparse.Namespace) -> str:
+    from recsim_llm.agents.training import SEEDS_KIND, TRAIN_KIND
+
+    return SEEDS_KIND if args.seeds is not None else TRAIN_KIND
+
+
+@_claims_out(_train_kind)
 def run_train(args: argparse.Namespace) -> int:
     from recsim_llm.agents.training import TrainSettings, train_run
 
+    if args.seeds is None:
+        given = [f"--{n}" for n in ("executor", "workers", "address") if getattr(args, n)]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: only with --seeds (several training runs, one per seed)"
+            )
+    elif args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray")
     if args.out.suffix == ".zip":
         raise ValueError(
             f"--out {args.out}: --out is a run directory now (the model is written to "
@@ -556,10 +613,37 @@ def run_train(args: argparse.Namespace) -> int:
         scenario=args.scenario,
     )
     t0 = time.perf_counter()
+    if args.seeds is not None:
+        return _train_seeds(args, config, settings, t0)
     model = train_run(args.out, config, settings, resume=args.resume, progress=True)
     print(
         f"trained {args.algo} ({args.policy}) to {model.num_timesteps} user-steps in "
         f"{time.perf_counter() - t0:.0f}s: {args.out}/model.zip"
+    )
+    return 0
+
+
+def _train_seeds(
+    args: argparse.Namespace, config: EnvConfig, settings: TrainSettings, t0: float
+) -> int:
+    from recsim_llm.agents.training import SUMMARY, SUMMARY_MD, train_seeds
+    from recsim_llm.grid import executor_for
+
+    if args.executor == "ray" and args.workers is not None:
+        raise ValueError("--workers is for --executor local (Ray places tasks itself)")
+    executor = executor_for(
+        args.executor or "local",
+        workers=args.workers or 1,
+        address=args.address,
+        task_cpus=args.threads,
+    )
+    results = train_seeds(
+        args.out, config, settings, args.seeds, executor=executor, resume=args.resume, progress=True
+    )
+    print((args.out / SUMMARY_MD).read_text(encoding="utf-8"), end="")
+    print(
+        f"trained {args.algo} ({args.policy}) on {len(results)} seeds in "
+        f"{time.perf_counter() - t0:.0f}s: {args.out}/seed-<S>/model.zip, {args.out}/{SUMMARY}"
     )
     return 0
 

@@ -8,7 +8,10 @@ table does not depend on the executor, the number of workers or the order tasks 
 
 Executors (``EXECUTORS``, one registry style): ``local`` (``concurrent.futures`` processes,
 ``workers=1`` runs in this process) and ``ray`` (``pip install "recsim-llm[ray]"``; ``address``
-as for ``ray.init``: ``"auto"`` joins a running cluster, None starts a local instance).
+as for ``ray.init``: ``"auto"`` joins a running cluster, None starts a local instance). They run
+any picklable module-level function over picklable tasks: ``map_tasks`` is the generic entry
+(results in task order, a progress bar over tasks); ``run_grid`` and multi-seed training
+(``recsim_llm.agents.training.train_seeds``) both go through it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -36,9 +39,14 @@ __all__ = [
     "add_reference_scores",
     "evaluate_grid",
     "grid_tasks",
+    "executor_for",
     "make_executor",
+    "map_tasks",
     "run_task",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 ORACLE = "oracle"
 """Policy name whose return is the upper reference (regret, normalised score)."""
@@ -141,10 +149,11 @@ class LocalExecutor:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         self.workers = int(workers)
 
-    def run(
-        self, fn: Callable[[GridTask], TaskResult], tasks: Sequence[GridTask]
-    ) -> Iterator[tuple[int, TaskResult]]:
-        """(task index, result) pairs, in the order tasks finish."""
+    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        """(task index, result) pairs, in the order tasks finish.
+
+        ``fn`` and the tasks must pickle (a module-level function, plain values) when
+        ``workers > 1``."""
         if self.workers == 1:
             for i, task in enumerate(tasks):
                 yield i, fn(task)
@@ -167,17 +176,24 @@ class RayExecutor:
         address: as for ``ray.init``: ``"auto"`` joins a running cluster, ``"ray://host:10001"``
             a remote one, None starts a local instance (unless Ray is already initialised).
         num_cpus: CPUs of a local instance started here (None: Ray's default).
+        task_cpus: CPUs Ray reserves for each task (a training task running N torch threads
+            should reserve N).
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, task_cpus: int = 1
+    ) -> None:
         if address is not None and (not isinstance(address, str) or not address):
             raise ValueError(f"address must be a non-empty string or None, got {address!r}")
         if num_cpus is not None and (
             isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1
         ):
             raise ValueError(f"num_cpus must be a positive integer or None, got {num_cpus!r}")
+        if isinstance(task_cpus, bool) or not isinstance(task_cpus, int) or task_cpus < 1:
+            raise ValueError(f"task_cpus must be a positive integer, got {task_cpus!r}")
         self.address = address
         self.num_cpus = num_cpus
+        self.task_cpus = task_cpus
 
     @staticmethod
     def _ray() -> Any:
@@ -189,9 +205,7 @@ class RayExecutor:
             ) from None
         return ray
 
-    def run(
-        self, fn: Callable[[GridTask], TaskResult], tasks: Sequence[GridTask]
-    ) -> Iterator[tuple[int, TaskResult]]:
+    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
         """(task index, result) pairs, in the order tasks finish."""
         ray = self._ray()
         if not ray.is_initialized():
@@ -199,7 +213,7 @@ class RayExecutor:
             if self.num_cpus is not None and self.address is None:
                 kwargs["num_cpus"] = self.num_cpus
             ray.init(address=self.address, **kwargs)
-        remote = ray.remote(num_cpus=1)(fn)
+        remote = ray.remote(num_cpus=self.task_cpus)(fn)
         pending = {remote.remote(task): i for i, task in enumerate(tasks)}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -217,6 +231,53 @@ EXECUTORS.register("ray", "recsim_llm.grid:RayExecutor")
 def make_executor(name: str = "local", **options: Any) -> Any:
     """The executor registered as ``name``, built with ``options``."""
     return EXECUTORS.make(name, **options)
+
+
+def executor_for(
+    name: str = "local", *, workers: int = 1, address: str | None = None, **options: Any
+) -> Any:
+    """The executor the CLI options name: ``local`` gets ``workers``, ``ray`` gets ``address``
+    (and ``options``, e.g. ``task_cpus``); another registered name gets ``options`` only."""
+    if name == "local":
+        return make_executor("local", workers=workers)
+    if name == "ray":
+        return make_executor("ray", address=address, **options)
+    return make_executor(name, **options)
+
+
+def map_tasks(
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    executor: Any = None,
+    *,
+    progress: bool = False,
+    desc: str = "tasks",
+    unit: str = "task",
+    label: Callable[[R], str] | None = None,
+) -> list[R]:
+    """``fn`` over ``tasks`` through ``executor`` (default: local, in this process), results in
+    task order whatever order they finish in; a tqdm bar on stderr with ``progress``
+    (``label(result)`` as its postfix). ``fn`` must be a module-level function and the tasks
+    picklable for an executor with other processes.
+
+    Raises:
+        RuntimeError: the executor returned fewer results than tasks.
+    """
+    from tqdm.auto import tqdm
+
+    executor = executor if executor is not None else LocalExecutor()
+    tasks = list(tasks)
+    results: list[Any] = [None] * len(tasks)
+    done = [False] * len(tasks)
+    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
+        for i, result in executor.run(fn, tasks):
+            results[i], done[i] = result, True
+            if label is not None:
+                bar.set_postfix_str(label(result), refresh=False)
+            bar.update()
+    if not all(done):
+        raise RuntimeError("the executor returned fewer results than tasks")
+    return results
 
 
 # -- the grid --------------------------------------------------------------------------------------
@@ -312,20 +373,15 @@ def run_grid(
     """Run ``tasks`` through ``executor`` (default: local, in this process); a tqdm bar on
     stderr with ``progress``. Results are assembled in task order."""
     import pandas as pd
-    from tqdm.auto import tqdm
 
-    executor = executor if executor is not None else LocalExecutor()
-    results: list[TaskResult | None] = [None] * len(tasks)
-    with tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress) as bar:
-        for i, result in executor.run(fn, list(tasks)):
-            results[i] = result
-            bar.set_postfix_str(
-                f"{result.task.name} {result.task.scenario} seed {result.task.seed}", refresh=False
-            )
-            bar.update()
-    if any(r is None for r in results):
-        raise RuntimeError("the executor returned fewer results than tasks")
-    done = [r for r in results if r is not None]
+    done = map_tasks(
+        fn,
+        tasks,
+        executor,
+        progress=progress,
+        desc="grid",
+        label=lambda r: f"{r.task.name} {r.task.scenario} seed {r.task.seed}",
+    )
     table = pd.DataFrame(
         [tuple(row.__dict__.values()) for r in done for row in r.rows],
         columns=list(RESULT_COLUMNS),
@@ -428,11 +484,6 @@ def evaluate_grid(
         first_k=first_k,
     )
     if isinstance(executor, str):
-        if executor == "local":
-            executor = make_executor("local", workers=workers)
-        elif executor == "ray":
-            executor = make_executor("ray", address=address)
-        else:
-            executor = make_executor(executor)
+        executor = executor_for(executor, workers=workers, address=address)
     result = run_grid(tasks, executor, progress)
     return GridResult(add_reference_scores(result.table), result.steplog, result.seconds)

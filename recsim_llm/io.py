@@ -52,6 +52,7 @@ KINDS = (
     "eval",
     "calibration-cache",
     "train",
+    "train-seeds",
     "ope",
 )
 """Kinds of outputs; a marked output may only be replaced by one of the same kind."""
