@@ -123,10 +123,11 @@ LOG_SATISFACTION = "hidden_satisfaction"
 LOG_INTEREST = "hidden_interest"
 """List: the user's hidden interest vector when the slate was shown."""
 LOG_STATE = "state"
-"""Optional list: the encoder's user state (not written by ``recsim-llm evaluate``)."""
+"""List: the encoder part of ``obs['user']`` the policy acted on (every encoder; optional: step
+logs written before it lack it)."""
 LOG_EXPLANATION = "explanation"
-"""Optional: list of one explanation text per slate item (not written by ``recsim-llm
-evaluate``)."""
+"""List of one explanation sentence per slate item, null unless the run's encoder is
+``lm-fast`` and ``--no-explain`` was not given (optional, as ``LOG_STATE``)."""
 REPLAY_COLUMNS = (LOG_USER, LOG_STEP, LOG_CANDIDATES, LOG_SLATE, LOG_POSITION)
 
 # -- commands that produce what a page needs (shown when it is missing) ---------------------------

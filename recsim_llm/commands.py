@@ -392,6 +392,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of users whose every step is written to steps.parquet (0: none)",
     )
+    parser.add_argument(
+        "--no-explain",
+        dest="explain",
+        action="store_false",
+        help="leave steps.parquet's explanation columns null (with --encoder lm-fast they hold "
+        "one sentence per shown item, from the encoder's exact score split)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
 
 
@@ -426,6 +433,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         run_id="evaluate",
         overrides=overrides,
         log_fraction=args.log_fraction,
+        explain=args.explain,
         names=names,
     )
     if args.executor == "ray":
@@ -461,6 +469,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "executor": args.executor,
             "workers": args.workers,
             "log_fraction": args.log_fraction,
+            "explain": args.explain,
         },
         extra_files={"summary.md": "\n".join(report)},
     )

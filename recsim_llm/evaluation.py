@@ -104,6 +104,7 @@ def rollout(
     env: object | None = None,
     log_users: np.ndarray | None = None,
     first_k: int = 10,
+    explain: bool = True,
 ) -> Rollout:
     """Run ``policy`` for one session per user slot on ``config`` with ``seed``.
 
@@ -119,6 +120,8 @@ def rollout(
             ``Rollout.user_steps`` (``recsim_llm.steplog``); None records none. Recording calls
             the policy's ``scores(observation)`` when it has one; it draws no random number.
         first_k: steps of the cold-start click rate ``ctr_first_k``.
+        explain: with ``log_users`` and an ``lm-fast`` encoder, record one explanation per
+            shown item (``recsim_llm.lm.explain.explain_slates``); False records nulls.
     """
     from recsim_llm import metrics
     from recsim_llm.envs.vector import SlateVectorEnv
@@ -159,6 +162,8 @@ def rollout(
     step_rows: dict[str, list[float]] = {m: [] for m in STEP_METRICS}
     scores_of = _policy_scores(policy) if log_users is not None and log_users.any() else None
     user_steps: dict[str, list] | None = None if log_users is None else {}
+    logging = log_users is not None and bool(log_users.any())
+    explain_of = _slate_explainer(sim) if explain and logging else None
     for t in range(config.horizon):
         if not active.any():
             break
@@ -180,6 +185,10 @@ def rollout(
             rows = np.flatnonzero(record)
             interest_before = world.interest[rows].copy()
             candidates_now = context.candidates[rows].copy()
+            # The encoder state the policy acted on (noisy or lagged under those scenarios).
+            state_now = np.asarray(acted_on["user"])[rows, : sim.encoder.user_dim]
+            # Explained before the step: the state and interaction log the slate was chosen on.
+            explained = explain_of(rows, slates[rows]) if explain_of and rows.size else None
         obs, reward, terminated, truncated, info = env.step(action)
         if isinstance(policy, LearningSlatePolicy):
             policy.update(acted_on, np.asarray(action), _observed_info(info, sim))
@@ -207,7 +216,16 @@ def rollout(
         )
         if user_steps is not None and rows.size:
             _record_steps(
-                user_steps, t, rows, candidates_now, slates[rows], scores, info, interest_before
+                user_steps,
+                t,
+                rows,
+                candidates_now,
+                slates[rows],
+                scores,
+                info,
+                interest_before,
+                state_now,
+                explained,
             )
         click = info["click"] & active
         click_trace.append(click)
@@ -267,6 +285,24 @@ def rollout(
     )
 
 
+def _slate_explainer(sim: object):  # noqa: ANN202
+    """``(rows, slates) -> (sentences, events)`` for an ``lm-fast`` simulator, else None.
+
+    ``lm-exact`` gets none: its state is the LM's user tower on the history text, which has no
+    exact split into history events (the fast head's split would explain another score).
+    """
+    encoder = sim.encoder  # type: ignore[attr-defined]
+    if getattr(encoder, "name", None) != "lm-fast":
+        return None
+    from recsim_llm.lm.explain import Explainer, explain_slates
+    from recsim_llm.lm.state import LMExactEncoder, LMFastEncoder
+
+    if not isinstance(encoder, LMFastEncoder) or isinstance(encoder, LMExactEncoder):
+        return None
+    explainer = Explainer(bundle=encoder.bundle)
+    return lambda rows, slates: explain_slates(sim, rows, slates, explainer)  # type: ignore[arg-type]
+
+
 def _observed_info(info: dict, sim: object) -> dict:
     """The step info a learning policy may learn from: clicks lost from the log (scenario
     ``missing-feedback``) are not clicks to it. Unchanged when no feedback is dropped."""
@@ -294,8 +330,11 @@ def _record_steps(
     scores: np.ndarray | None,
     info: dict,
     interest: np.ndarray,
+    state: np.ndarray,
+    explained: tuple[list, list] | None,
 ) -> None:
     """Append one step of the recorded users (``recsim_llm.steplog`` defines the columns)."""
+    sentences, events = explained if explained is not None else ([None] * rows.size,) * 2
     columns = {
         "user": rows.tolist(),
         "step": [t] * rows.size,
@@ -314,6 +353,9 @@ def _record_steps(
         "hidden_satisfaction": np.asarray(info["true_satisfaction"])[rows].tolist(),
         "hidden_value": np.asarray(info["true_value"])[rows].tolist(),
         "hidden_interest": interest.tolist(),
+        "state": list(np.asarray(state, dtype=np.float32)),
+        "explanation": sentences,
+        "explanation_events": events,
     }
     for key, values in columns.items():
         out.setdefault(key, []).extend(values)

@@ -72,6 +72,8 @@ class GridTask:
     log_fraction: float = 0.0
     """Share of user slots whose steps are logged (``recsim_llm.steplog.sample_users``)."""
     first_k: int = 10
+    explain: bool = True
+    """Logged steps carry explanations (``lm-fast`` encoder only; ``recsim_llm.steplog``)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def run_task(task: GridTask) -> TaskResult:
         env=_env_for(config, task.n_users),
         log_users=log_users,
         first_k=task.first_k,
+        explain=task.explain,
     )
     rows = rollout_rows(result, task.run_id, task.name, task.scenario, task.seed)
     steplog = (
@@ -298,6 +301,7 @@ def grid_tasks(
     overrides: dict[str, Any] | None = None,
     log_fraction: float = 0.0,
     first_k: int = 10,
+    explain: bool = True,
     names: Sequence[str] | None = None,
 ) -> list[GridTask]:
     """The tasks of a grid, checked before any is run (``ValueError`` naming the argument)."""
@@ -347,6 +351,7 @@ def grid_tasks(
             frozen,
             float(log_fraction),
             int(first_k),
+            bool(explain),
         )
         for scenario in scenarios
         for spec, name in zip(policies, names, strict=True)
@@ -445,6 +450,7 @@ def evaluate_grid(
     encoder: str | None = None,
     log_fraction: float = 0.0,
     first_k: int = 10,
+    explain: bool = True,
     run_id: str = "grid",
     progress: bool = False,
 ) -> GridResult:
@@ -461,6 +467,7 @@ def evaluate_grid(
         horizon, encoder: override every scenario's (None: the scenario's).
         log_fraction: share of users whose steps are logged (``GridResult.steplog``).
         first_k: steps of the cold-start click rate.
+        explain: logged steps carry explanations (``lm-fast`` only; ``recsim_llm.steplog``).
         run_id: ``run_id`` column of the rows.
         progress: a progress bar over tasks on stderr.
 
@@ -482,6 +489,7 @@ def evaluate_grid(
         overrides=overrides,
         log_fraction=log_fraction,
         first_k=first_k,
+        explain=explain,
     )
     if isinstance(executor, str):
         executor = executor_for(executor, workers=workers, address=address)

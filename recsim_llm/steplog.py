@@ -19,7 +19,26 @@ watch_time, rating   the responses (0 without a click)
 hidden_satisfaction  hidden truth, after the step
 hidden_value         hidden consumed value
 hidden_interest      the user's hidden interest vector when the slate was shown (list)
+state                the encoder part of ``obs['user']`` the policy acted on (float32 list,
+                     ``encoder.user_dim`` entries: ``[u | p | h | w]`` for ``lm-fast`` and
+                     ``lm-exact``, the bag-of-words state for ``bow``)
+explanation          one sentence per slate item (slate order) saying which parts of the
+                     user's observable history drove the encoder's score of the item
+                     (``recsim_llm.lm.explain.explain_slates``); null unless the encoder is
+                     ``lm-fast`` and explanations are on
+explanation_events   per slate item ``{item, score, profile, history: [{item_id, title,
+                     response, steps_ago, weight}]}`` (the top 3 history events by absolute
+                     weight); null when ``explanation`` is
 ==================== =====================================================================
+
+Explanations are the exact split of the ``lm-fast`` response logit ``scale * u . v + b(v)`` of
+each shown item into the profile, the head's bias, one term per event of the env's interaction
+log at that step and older pooled history (``recsim_llm.lm.explain``), with no word
+attributions (leave-one-out needs the LM for every item: too slow to run inside evaluation).
+They decompose the encoder's state that the log belongs to; under ``obs-noise`` and
+``delayed-feedback`` the policy acted on a noised or lagged copy of it (the ``state`` column).
+``lm-exact`` has none: its ``u`` is the LM's user tower on the history text, which has no
+exact split.
 
 Columns whose names start with ``HIDDEN_PREFIX`` are the world's hidden state: for analysis,
 never for a deployable policy. Which users are recorded is a seeded sample
@@ -39,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIDDEN_PREFIX",
+    "OPTIONAL_COLUMNS",
     "STEPLOG_COLUMNS",
     "read_steplog",
     "sample_users",
@@ -64,7 +84,12 @@ STEPLOG_COLUMNS = (
     "hidden_satisfaction",
     "hidden_value",
     "hidden_interest",
+    "state",
+    "explanation",
+    "explanation_events",
 )
+OPTIONAL_COLUMNS = ("state", "explanation", "explanation_events")
+"""Columns added later: a step log written before them is read with nulls in their place."""
 _SAMPLE_STREAM = 0x57E9
 """Mixed into the seed of the user sample, so it is not the env's own stream."""
 
@@ -137,7 +162,10 @@ def read_steplog(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"step log not found: {path}")
     frame = pd.read_parquet(path, engine="pyarrow")
-    missing = [c for c in STEPLOG_COLUMNS if c not in frame.columns]
+    missing = [c for c in STEPLOG_COLUMNS if c not in frame.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"{path}: step log is missing columns {missing}")
+    for name in OPTIONAL_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = pd.Series([None] * len(frame), dtype=object)
     return frame

@@ -477,7 +477,11 @@ def test_every_page_reads_what_evaluate_writes(evaluated, monkeypatch):
     ]
     assert any(v == pytest.approx(round(after, 3)) for v in shown), (after, shown)
     assert "hidden interest" in " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
-    assert "record the hidden interest, not the encoder" in texts  # no `state` column: said so
+    # evaluate logs the encoder state (bag of words here): its projection is drawn beside.
+    assert "what the encoder state tracked" in " ".join(
+        str(c.proto.spec) for c in at.get("vega_lite_chart")
+    )
+    assert f"No column `{data.LOG_STATE}`" not in texts
 
     at.switch_page("views/robustness.py").run()
     check(at, "robustness")
@@ -512,6 +516,60 @@ def test_every_page_reads_what_evaluate_writes(evaluated, monkeypatch):
     assert slate["clicked"].tolist() == [i == first.position for i in range(len(first.slate))]
     assert f"{first.hidden_satisfaction:.3f}" in _texts(at)
     assert "has no `scores(observation)`" in _texts(at)  # the built-in policies log no scores
+    assert "No explanations logged at this step" in _texts(at)  # bow: null explanations
+
+
+def _chart_rows(at, title: str) -> list[dict]:
+    """The data rows of the page's chart titled ``title``."""
+    import json
+
+    import pyarrow as pa
+
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        if title in json.dumps(spec.get("title", "")):
+            rows = [r for d in (spec.get("datasets") or {}).values() for r in d]
+            for named in chart.proto.datasets:  # Streamlit sends the data as Arrow beside
+                table = pa.ipc.open_stream(named.data.data).read_all().to_pandas()
+                rows += table.to_dict("records")
+            return rows
+    return []
+
+
+def test_replay_and_drift_show_what_an_lm_fast_evaluate_logs(tmp_path, monkeypatch):
+    """A tiny lm-fast run through the CLI: the replay page shows the logged explanation of
+    every shown item, the drift page the encoder-state projection."""
+    from recsim_llm.cli import main
+
+    out = tmp_path / "lm" / "run"
+    args = ["evaluate", "--policies", "random", "--scenarios", "default", "--seeds", "0"]
+    args += ["--users", "4", "--horizon", "6", "--encoder", "lm-fast", "--log-fraction", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    log = pd.read_parquet(out / "steps.parquet")
+    assert log.explanation.notna().all() and log.state.notna().all()
+
+    at = _app([tmp_path / "lm"], monkeypatch)
+    at.switch_page("views/replay.py").run()
+    assert not at.exception and not at.error
+    first = log[(log.user == log.user.min()) & (log.step == 0)].iloc[0]
+    slate = at.dataframe[0].value
+    assert "explanation" in slate.columns
+    assert slate["item"].tolist() == list(first.slate)
+    assert slate["explanation"].tolist() == list(first.explanation)
+    assert all(text.startswith("Recommended") for text in slate["explanation"])
+
+    at.switch_page("views/drift.py").run()
+    assert not at.exception and not at.error
+    specs = " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
+    assert "what the encoder state tracked" in specs and "encoder state, PC 1" in specs
+    assert f"No column `{data.LOG_STATE}`" not in _texts(at)
+    # The projection drawn is the PCA of the logged states of the sampled users.
+    users = sorted(log.user.unique())
+    expect = data.trajectories(log, data.LOG_STATE, users, {})
+    drawn = _chart_rows(at, "what the encoder state tracked")
+    assert len(drawn) == len(log)  # Altair inlines the data in the spec
+    got = sorted(abs(round(r["pc1"], 6)) for r in drawn)
+    assert got == sorted(abs(round(v, 6)) for v in expect.pc1)
 
 
 def test_the_commands_named_for_missing_data_are_accepted():

@@ -156,8 +156,9 @@ if sel is not None:
             )
         else:
             st.info(
-                f"No column `{data.LOG_STATE}` in `{run.step_log.name}`: the step logs of "
-                "`recsim-llm evaluate` record the hidden interest, not the encoder's state."
+                f"No column `{data.LOG_STATE}` in `{run.step_log.name}`: a step log written "
+                "before `recsim-llm evaluate` recorded the encoder's state. Run it again to "
+                f"compare: `{data.CMD_STEP_LOGS}`."
             )
     st.caption(
         "Each space is projected on its own first two principal components (over the sampled "

@@ -68,6 +68,11 @@ if sel is not None:
         cols.append("explanation")
     elif data.LOG_EXPLANATION not in log.columns:
         st.caption(f"No `{data.LOG_EXPLANATION}` column in the log: no explanations to show.")
+    else:
+        st.caption(
+            f"No explanations logged at this step: `{data.LOG_EXPLANATION}` is written for runs "
+            "with the `lm-fast` encoder without `--no-explain`."
+        )
     common.table(slate[cols], f"slate step {step}")
     hidden = [
         c
