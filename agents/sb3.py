@@ -73,6 +73,33 @@ def train_sb3(
     return model
 
 
+PPO_DEFAULTS: dict[str, Any] = {
+    "n_steps": 64,
+    "batch_size": 256,
+    "n_epochs": 4,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+}
+"""Our PPO defaults (SB3's for everything else): short rollouts over many concurrent users."""
+
+NOT_HYPERPARAMETERS = frozenset(
+    {
+        "self",
+        "policy",
+        "env",
+        "seed",
+        "verbose",
+        "device",
+        "_init_setup_model",
+        "tensorboard_log",
+        "policy_kwargs",
+        "rollout_buffer_class",
+        "rollout_buffer_kwargs",
+    }
+)
+"""Keywords of an algorithm's ``__init__`` that a run sets itself or that are not plain values."""
+
+
 def sb3_hyperparameters(algorithm: str, **algo_kwargs: Any) -> dict[str, Any]:
     """The keyword arguments ``train_sb3`` passes to ``algorithm`` (its defaults, then ours).
 
@@ -81,9 +108,147 @@ def sb3_hyperparameters(algorithm: str, **algo_kwargs: Any) -> dict[str, Any]:
     """
     kwargs: dict[str, Any] = {}
     if algorithm == "PPO":
-        kwargs.update(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99)
+        kwargs.update(PPO_DEFAULTS)
     kwargs.update(algo_kwargs)
     return kwargs
+
+
+def algorithm_defaults(algorithm: str) -> dict[str, Any]:
+    """SB3's default of every plain hyperparameter of ``algorithm`` (its ``__init__`` signature)."""
+    import inspect
+
+    import stable_baselines3 as sb3
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    parameters = inspect.signature(getattr(sb3, algorithm).__init__).parameters
+    return {
+        name: p.default
+        for name, p in parameters.items()
+        if name not in NOT_HYPERPARAMETERS and p.default is not inspect.Parameter.empty
+    }
+
+
+def effective_hyperparameters(algorithm: str, **algo_kwargs: Any) -> dict[str, Any]:
+    """Every plain hyperparameter ``algorithm`` is built with: SB3's defaults, ours, then given."""
+    return {**algorithm_defaults(algorithm), **sb3_hyperparameters(algorithm, **algo_kwargs)}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """``value`` (a number, or text from the command line) as the type of ``default``."""
+    import math
+
+    if isinstance(default, bool):
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if default is None and (value is None or str(value).strip().lower() == "none"):
+        return None
+    if isinstance(default, int):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(default, float) or default is None:
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            none = " or none" if default is None else ""
+            raise ValueError(f"{name} must be a number{none}, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return number
+    return value  # pragma: no cover - every plain SB3 hyperparameter is a bool, number or None
+
+
+_RANGES: dict[str, tuple[str, Any]] = {
+    "learning_rate": ("> 0", lambda v: v > 0),
+    "gamma": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "gae_lambda": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "ent_coef": (">= 0", lambda v: v >= 0),
+    "vf_coef": (">= 0", lambda v: v >= 0),
+    "clip_range": ("> 0", lambda v: v > 0),
+    "clip_range_vf": ("> 0 (or none)", lambda v: v is None or v > 0),
+    "target_kl": ("> 0 (or none)", lambda v: v is None or v > 0),
+    "max_grad_norm": ("> 0", lambda v: v > 0),
+    "rms_prop_eps": ("> 0", lambda v: v > 0),
+    "n_steps": (">= 1", lambda v: v >= 1),
+    "batch_size": (">= 1", lambda v: v >= 1),
+    "n_epochs": (">= 1", lambda v: v >= 1),
+    "stats_window_size": (">= 1", lambda v: v >= 1),
+}
+
+
+def check_hyperparameters(
+    algorithm: str,
+    algo_kwargs: Any,
+    n_envs: int | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Check and type ``algo_kwargs`` (a mapping or ``(key, value)`` pairs) for ``algorithm``.
+
+    Each key must be a plain hyperparameter of the algorithm's ``__init__`` (not one the run
+    sets: ``NOT_HYPERPARAMETERS``); a value is converted to the type of SB3's default (text
+    from the command line included) and range-checked; with ``n_envs``, PPO's ``batch_size``
+    must divide its rollout buffer ``n_steps * n_envs`` (SB3 only warns, and trains on a
+    truncated last mini-batch). ``names`` gives the name an error uses for a key (a CLI flag).
+    Returns the typed keyword arguments (sorted by key).
+
+    Raises:
+        ValueError: naming the key (or its flag) and the value.
+    """
+    names = names or {}
+    label = names.get
+    pairs = list(algo_kwargs.items() if hasattr(algo_kwargs, "items") else algo_kwargs)
+    keys = [str(k) for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"hyperparameter {repeated[0]} given more than once")
+    typed: dict[str, Any] = {}
+    if pairs:
+        defaults = algorithm_defaults(algorithm)
+        for key, value in sorted(zip(keys, (v for _, v in pairs), strict=True)):
+            if key not in defaults:
+                why = (
+                    "it is set by the run itself"
+                    if key in NOT_HYPERPARAMETERS
+                    else f"choose from {', '.join(sorted(defaults))}"
+                )
+                raise ValueError(
+                    f"{label(key, key)}: {key!r} is not a hyperparameter of {algorithm} ({why})"
+                )
+            typed[key] = _coerce(label(key, key), value, defaults[key])
+    values = sb3_hyperparameters(algorithm, **typed)
+    for key, value in values.items():
+        if key in _RANGES and not _RANGES[key][1](value):
+            raise ValueError(f"{label(key, key)} must be {_RANGES[key][0]}, got {value!r}")
+    if algorithm == "PPO":
+        batch, n_steps = values.get("batch_size", 64), values.get("n_steps", 2048)
+        if batch < 2 and values.get("normalize_advantage", True):
+            raise ValueError(
+                f"{label('batch_size', 'batch_size')} must be >= 2 when advantages are "
+                f"normalised per mini-batch, got {batch}"
+            )
+        if n_envs is not None and (n_steps * n_envs) % batch:
+            raise ValueError(
+                f"{label('batch_size', 'batch_size')} {batch} must divide the rollout buffer "
+                f"{label('n_steps', 'n_steps')} x {label('n_envs', 'n_envs')} = "
+                f"{n_steps} x {n_envs} = {n_steps * n_envs} (SB3 would train on a truncated "
+                f"last mini-batch); choose a {label('batch_size', 'batch_size')} dividing it, or "
+                f"another {label('n_steps', 'n_steps')} or {label('n_envs', 'n_envs')}"
+            )
+    return typed
 
 
 def make_sb3_model(

@@ -3,8 +3,10 @@
 A run directory is a ``recsim_llm.io`` output of kind ``"train"``:
 
 * ``config.json``: the settings that define the run (the full env config, algorithm, policy,
-  hyperparameters, policy kwargs, seed, concurrent users, steps, torch threads, evaluation and
-  checkpoint cadence), the torch thread count in force and the package versions. Written once.
+  hyperparameters: our defaults with ``TrainSettings.algo_kwargs`` over them, seed, concurrent
+  users, steps, torch threads, evaluation and checkpoint cadence), every hyperparameter the
+  model was built with (``effective_hyperparameters``: SB3's defaults included), the policy
+  kwargs, the torch thread count in force and the package versions. Written once.
 * ``progress.csv``: SB3's logger, one row per rollout (and ``tensorboard/`` event files when the
   ``tensorboard`` package is installed; ``config.json`` lists the formats written).
 * ``eval.csv``: every ``eval_every`` user-steps and at the end, the policy's deterministic return
@@ -61,6 +63,8 @@ from recsim_llm.agents.sb3 import (
     ALGORITHMS,
     SB3_POLICIES,
     SB3Policy,
+    check_hyperparameters,
+    effective_hyperparameters,
     make_sb3_model,
     model_metadata,
     save_sb3_model,
@@ -126,6 +130,11 @@ class TrainSettings:
     """Newest checkpoints kept."""
     scenario: str = "custom"
     """Name of the scenario the env config came from (a label; the config is the truth)."""
+    algo_kwargs: tuple[tuple[str, Any], ...] = ()
+    """Hyperparameters given to the SB3 algorithm over ``sb3_hyperparameters``' defaults, as
+    sorted ``(keyword, value)`` pairs (a mapping is accepted); each keyword must be one of the
+    algorithm's (``check_hyperparameters``), values are typed and range-checked, and PPO's
+    ``batch_size`` must divide ``n_steps * n_envs``."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -138,6 +147,8 @@ class TrainSettings:
         for name in ("seed", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        typed = check_hyperparameters(self.algorithm, self.algo_kwargs, n_envs=int(self.n_envs))
+        object.__setattr__(self, "algo_kwargs", tuple(typed.items()))
         seeds = tuple(int(s) for s in self.eval_seeds)
         object.__setattr__(self, "eval_seeds", seeds)
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -150,14 +161,20 @@ class TrainSettings:
 
 
 def run_settings(config: EnvConfig, settings: TrainSettings) -> dict[str, Any]:
-    """The settings a resume must match, as plain JSON values."""
+    """The settings a resume must match, as plain JSON values.
+
+    ``hyperparameters`` holds our defaults with ``settings.algo_kwargs`` over them (the
+    keywords the model is built with; a resume with another value names the key); the
+    ``algo_kwargs`` field itself is not repeated.
+    """
     from recsim_llm.io import json_text
 
-    values = {
-        **asdict(settings),
-        "hyperparameters": sb3_hyperparameters(settings.algorithm),
-        "env": to_dict(config),
-    }
+    values = asdict(settings)
+    del values["algo_kwargs"]
+    values["hyperparameters"] = sb3_hyperparameters(
+        settings.algorithm, **dict(settings.algo_kwargs)
+    )
+    values["env"] = to_dict(config)
     return json.loads(json_text(values))
 
 
@@ -538,11 +555,20 @@ def train_run(
             _cut_csv(run_dir / PROGRESS, _STEP_KEY, start)
             _cut_csv(run_dir / EVAL, "step", start)
         else:
+            algo_kwargs = dict(settings.algo_kwargs)
             model = make_sb3_model(
-                config, settings.algorithm, settings.n_envs, settings.seed, policy=settings.policy
+                config,
+                settings.algorithm,
+                settings.n_envs,
+                settings.seed,
+                policy=settings.policy,
+                **algo_kwargs,
             )
             record = {
                 "settings": run_settings(config, settings),
+                "effective_hyperparameters": effective_hyperparameters(
+                    settings.algorithm, **algo_kwargs
+                ),
                 "policy_class": f"{model.policy.__class__.__module__}."
                 f"{model.policy.__class__.__qualname__}",
                 "policy_kwargs": {k: repr(v) for k, v in (model.policy_kwargs or {}).items()},

@@ -482,6 +482,74 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- train ----------------------------------------------------------------------------------------
+HYPERPARAMETER_FLAGS = {
+    "n_steps": "--n-steps",
+    "batch_size": "--batch-size",
+    "n_epochs": "--n-epochs",
+    "learning_rate": "--lr",
+    "gamma": "--gamma",
+    "gae_lambda": "--gae-lambda",
+    "ent_coef": "--ent-coef",
+    "clip_range": "--clip-range",
+}
+"""``train``'s flags for the common SB3 hyperparameters (keyword: flag); others: ``--algo-kwarg``."""
+
+
+def _algo_kwarg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _add_hyperparameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "SB3 hyperparameters",
+        "recorded in config.json; a --resume must give the same ones. Unset: the algorithm's "
+        "default (ours for PPO's n_steps, batch_size, n_epochs, lr and gamma; SB3's otherwise)",
+    )
+    for flag, kind, what, default in (
+        ("--n-steps", _positive_int, "rollout steps per concurrent user", "64 (PPO), 5 (A2C)"),
+        ("--batch-size", _positive_int, "PPO mini-batch size; must divide n-steps x envs", "256"),
+        ("--n-epochs", _positive_int, "PPO epochs over each rollout", "4"),
+        ("--lr", float, "learning rate (> 0)", "3e-4 (PPO), 7e-4 (A2C)"),
+        ("--gamma", float, "discount factor, in (0, 1]", "0.99"),
+        ("--gae-lambda", float, "GAE lambda, in [0, 1]", "0.95 (PPO), 1.0 (A2C)"),
+        ("--ent-coef", float, "entropy bonus coefficient (>= 0)", "0.0"),
+        ("--clip-range", float, "PPO clipping range (> 0)", "0.2"),
+    ):
+        group.add_argument(flag, type=kind, default=None, help=f"{what} (default: {default})")
+    group.add_argument(
+        "--algo-kwarg",
+        type=_algo_kwarg,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="any other keyword of the SB3 algorithm's constructor (e.g. vf_coef=0.25, "
+        "target_kl=0.02, clip_range_vf=none); repeat for several (default: none)",
+    )
+
+
+def _train_algo_kwargs(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, str]]:
+    """The hyperparameters ``train`` was given, and the flag each came from (for messages)."""
+    from recsim_llm.agents.sb3 import algorithm_defaults
+
+    kwargs: dict[str, object] = {}
+    names = {"n_envs": "--envs", **HYPERPARAMETER_FLAGS}
+    for key, flag in HYPERPARAMETER_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if key not in algorithm_defaults(args.algo):
+            raise ValueError(f"{flag}: {args.algo} has no {key} (it is a PPO hyperparameter)")
+        kwargs[key] = value
+    for key, value in args.algo_kwarg or []:
+        if key in kwargs:
+            raise ValueError(f"--algo-kwarg {key}={value}: {key} is already given ({names[key]})")
+        kwargs[key], names[key] = value, f"--algo-kwarg {key}"
+    return kwargs, names
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from recsim_llm.agents.sb3 import ALGORITHMS, SB3_POLICIES
 
@@ -562,6 +630,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-checkpoints", type=_positive_int, default=2, help="newest checkpoints kept"
     )
+    _add_hyperparameters(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -586,6 +655,7 @@ def _train_kind(args: argparse.Namespace) -> str:
 
 @_claims_out(_train_kind)
 def run_train(args: argparse.Namespace) -> int:
+    from recsim_llm.agents.sb3 import check_hyperparameters
     from recsim_llm.agents.training import TrainSettings, train_run
 
     if args.seeds is None:
@@ -607,6 +677,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.horizon:
         overrides["horizon"] = args.horizon
     config = scenario_config(args.scenario, **overrides)
+    algo_kwargs, names = _train_algo_kwargs(args)
+    check_hyperparameters(args.algo, algo_kwargs, n_envs=args.envs, names=names)
     settings = TrainSettings(
         algorithm=args.algo,
         policy=args.policy,
@@ -620,6 +692,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         scenario=args.scenario,
+        algo_kwargs=tuple(algo_kwargs.items()),
     )
     t0 = time.perf_counter()
     if args.seeds is not None:
