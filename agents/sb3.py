@@ -201,8 +201,8 @@ def check_hyperparameters(
     Each key must be a plain hyperparameter of the algorithm's ``__init__`` (not one the run
     sets: ``NOT_HYPERPARAMETERS``); a value is converted to the type of SB3's default (text
     from the command line included) and range-checked; with ``n_envs``, PPO's ``batch_size``
-    must divide its rollout buffer ``n_steps * n_envs`` (SB3 only warns, and trains on a
-    truncated last mini-batch). ``names`` gives the name an error uses for a key (a CLI flag).
+    divide its rollout buffer ``n_steps * n_envs`` when it is smaller (SB3 only warns, and trains
+    on a truncated last mini-batch); a batch at least the buffer's size trains on the whole buffer. ``names`` gives the name an error uses for a key (a CLI flag).
     Returns the typed keyword arguments (sorted by key).
 
     Raises:
@@ -240,7 +240,9 @@ def check_hyperparameters(
                 f"{label('batch_size', 'batch_size')} must be >= 2 when advantages are "
                 f"normalised per mini-batch, got {batch}"
             )
-        if n_envs is not None and (n_steps * n_envs) % batch:
+        buffer = None if n_envs is None else n_steps * n_envs
+        # A batch at least the buffer's size is one whole-buffer mini-batch (nothing truncated).
+        if buffer is not None and batch < buffer and buffer % batch:
             raise ValueError(
                 f"{label('batch_size', 'batch_size')} {batch} must divide the rollout buffer "
                 f"{label('n_steps', 'n_steps')} x {label('n_envs', 'n_envs')} = "

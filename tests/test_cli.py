@@ -204,7 +204,6 @@ def test_train_writes_a_marked_run_whose_model_loads_and_can_be_replaced(tmp_pat
     out = tmp_path / "ppo"
     args = ["train", "--steps", "64", "--envs", "2", "--encoder", "bow", "--out", str(out)]
     args += ["--policy", "MlpPolicy", "--eval-every", "0", "--checkpoint-every", "0"]
-    args += ["--batch-size", "128"]  # divides the rollout buffer: 64 steps x 2 users
     assert main(args) == 0
     assert read_marker(out)["kind"] == "train"
     assert read_file_marker(out / "model.zip")["kind"] == "model"

@@ -84,7 +84,7 @@ def test_given_hyperparameters_are_recorded_trained_with_and_checked_on_resume(t
             ["--batch-size", "96"],
             "--batch-size 96 must divide the rollout buffer --n-steps x --envs = 64 x 4 = 256",
         ),
-        (["--n-steps", "48"], "--batch-size 256 must divide the rollout buffer"),
+        (["--n-steps", "96"], "--batch-size 256 must divide the rollout buffer"),
         (["--algo-kwarg", "not_a_param=1"], "'not_a_param' is not a hyperparameter of PPO"),
         (["--algo-kwarg", "seed=3"], "'seed' is not a hyperparameter of PPO (it is set by"),
         (["--algo-kwarg", "vf_coef=abc"], "--algo-kwarg vf_coef must be a number, got 'abc'"),
@@ -118,7 +118,9 @@ def test_settings_type_sort_and_check_algo_kwargs():
     a2c = TrainSettings(algorithm="A2C", n_envs=3, algo_kwargs={"use_rms_prop": "false"})
     assert a2c.algo_kwargs == (("use_rms_prop", False),)
     with pytest.raises(ValueError, match="batch_size 256 must divide the rollout buffer"):
-        TrainSettings(n_envs=2)
+        TrainSettings(n_envs=6)  # 64 x 6 = 384: a truncated second mini-batch
+    # A batch at least the buffer's size trains on the whole buffer: allowed (64 x 2 = 128).
+    assert TrainSettings(n_envs=2).n_envs == 2
     with pytest.raises(ValueError, match="'batch_size' is not a hyperparameter of A2C"):
         TrainSettings(algorithm="A2C", algo_kwargs={"batch_size": 8})
     with pytest.raises(ValueError, match="learning_rate must be > 0"):
