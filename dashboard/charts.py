@@ -60,6 +60,10 @@ def _quant(name: str, title: str, zero: bool = False) -> alt.X:
     return alt.X(f"{name}:Q", title=title, scale=alt.Scale(zero=zero))
 
 
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""Autosize of a single-view figure: the width fits the page, ``height`` is the plot's own."""
+
+
 def bar_domain(values: pd.Series) -> list[float]:
     """The value axis of a ``bars`` figure: the values' own range, padded (not forced to include
     0), so that differences between close scores stay visible; the lowest bar keeps a stub."""
@@ -124,6 +128,10 @@ def to_altair(fig: Figure) -> alt.TopLevelMixin:
             )
             layers.append(rule)
         chart = alt.layer(*layers).properties(title=fig.title, height=260)
+        if fig.lower is None or fig.lower.empty:
+            # alone, 260 is the plot's own height (as in the two-panel figure): Streamlit's
+            # default ("fit") would fit the axes and legend into it and flatten the curves
+            chart = chart.properties(autosize=FIT_WIDTH)
         if fig.lower is not None and not fig.lower.empty:
             lower = (
                 alt.Chart(fig.lower)
@@ -188,12 +196,12 @@ def to_altair(fig: Figure) -> alt.TopLevelMixin:
                 color=color,
                 tooltip=tip,
             )
-            # fit-x: 320 is the plot's own height; Streamlit's default ("fit") would squeeze the
-            # rotated item labels, the title and the legend into it and leave the bars flat.
+            # 320 is the plot's own height; Streamlit's default ("fit") would squeeze the rotated
+            # item labels, the title and the legend into it and leave the bars flat
             .properties(
                 title=fig.title,
                 height=320,
-                autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+                autosize=FIT_WIDTH,
             )
         )
     raise ValueError(f"unknown figure kind {fig.kind!r}")
