@@ -60,6 +60,21 @@ def _quant(name: str, title: str, zero: bool = False) -> alt.X:
     return alt.X(f"{name}:Q", title=title, scale=alt.Scale(zero=zero))
 
 
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""Autosize of a single-view figure: the width fits the page, ``height`` is the plot's own."""
+
+
+def bar_domain(values: pd.Series) -> list[float]:
+    """The value axis of a ``bars`` figure: the values' own range, padded (not forced to include
+    0), so that differences between close scores stay visible; the lowest bar keeps a stub."""
+    finite = pd.to_numeric(values, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+    if finite.empty:
+        return [0.0, 1.0]
+    low, high = float(finite.min()), float(finite.max())
+    pad = 0.1 * (high - low) if high > low else max(abs(high) * 0.1, 0.5)
+    return [low - pad, high + pad]
+
+
 def to_altair(fig: Figure) -> alt.TopLevelMixin:
     data = fig.data
     tip = _tooltip(fig, data)
@@ -113,6 +128,10 @@ def to_altair(fig: Figure) -> alt.TopLevelMixin:
             )
             layers.append(rule)
         chart = alt.layer(*layers).properties(title=fig.title, height=260)
+        if fig.lower is None or fig.lower.empty:
+            # alone, 260 is the plot's own height (as in the two-panel figure): Streamlit's
+            # default ("fit") would fit the axes and legend into it and flatten the curves
+            chart = chart.properties(autosize=FIT_WIDTH)
         if fig.lower is not None and not fig.lower.empty:
             lower = (
                 alt.Chart(fig.lower)
@@ -166,14 +185,24 @@ def to_altair(fig: Figure) -> alt.TopLevelMixin:
     if fig.kind == "bars":
         return (
             alt.Chart(data)
-            .mark_bar()
+            .mark_bar(clip=True)
             .encode(
                 x=alt.X(f"{fig.x}:N", title=fig.x_title, sort=None),
-                y=alt.Y(f"{fig.y}:Q", title=fig.y_title),
+                y=alt.Y(
+                    f"{fig.y}:Q",
+                    title=fig.y_title,
+                    scale=alt.Scale(domain=bar_domain(data[fig.y]), zero=False, nice=False),
+                ),
                 color=color,
                 tooltip=tip,
             )
-            .properties(title=fig.title, height=260)
+            # 320 is the plot's own height; Streamlit's default ("fit") would squeeze the rotated
+            # item labels, the title and the legend into it and leave the bars flat
+            .properties(
+                title=fig.title,
+                height=320,
+                autosize=FIT_WIDTH,
+            )
         )
     raise ValueError(f"unknown figure kind {fig.kind!r}")
 
@@ -261,7 +290,9 @@ def to_png(fig: Figure) -> bytes:
                     cats = list(dict.fromkeys(data[fig.color].astype(str)))
                     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
                     colours = [palette[cats.index(str(v)) % len(palette)] for v in data[fig.color]]
-                ax.bar(data[fig.x].astype(str), data[fig.y], color=colours)
+                low, high = bar_domain(data[fig.y])
+                ax.bar(data[fig.x].astype(str), data[fig.y] - low, bottom=low, color=colours)
+                ax.set_ylim(low, high)
                 ax.tick_params(axis="x", rotation=60, labelsize=7)
                 ax.set_xlabel(fig.x_title)
                 ax.set_ylabel(fig.y_title)

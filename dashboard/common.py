@@ -188,6 +188,55 @@ def with_series(sel: Selection, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+SUMMARY_TOOLTIP = ["series", "seeds", "mean", "low", "high"]
+"""Tooltip of a per-policy summary drawn against its ``series`` (``scenario_summary``)."""
+
+
+def scenario_summary(sel: Selection, metric: str) -> pd.DataFrame:
+    """``data.session_summary`` of one session metric in the selected scenario, with ``series``."""
+    summary = data.session_summary(sel.table, metric)
+    return with_series(sel, summary[summary[data.COL_SCENARIO] == sel.scenario])
+
+
+def intervals(
+    frame: pd.DataFrame,
+    name: str,
+    *,
+    x_title: str,
+    title: str,
+    y: str = "series",
+    y_title: str = "policy",
+    color: str | None = None,
+    facet: str | None = None,
+    tooltip: Sequence[str] = SUMMARY_TOOLTIP,
+    digits: int = 4,
+    table_name: str | None = None,
+) -> None:
+    """The intervals block: ``mean`` with its ``low``..``high`` interval per ``y`` category (a
+    figure with its PNG button), the reliability caption, then the same rows as a table (without
+    the ``series`` legend column, rounded to ``digits``) with its CSV button. Both are named
+    ``name`` unless the table has its own ``table_name``."""
+    figure(
+        charts.Figure(
+            "intervals",
+            frame,
+            x="mean",
+            y=y,
+            low="low",
+            high="high",
+            x_title=x_title,
+            y_title=y_title,
+            color=color,
+            facet=facet,
+            title=title,
+            tooltip=list(tooltip),
+        ),
+        name,
+    )
+    reliability(frame)
+    table(frame.drop(columns="series", errors="ignore").round(digits), table_name or name)
+
+
 # -- per-step logs --------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Reading step log ...", max_entries=4)
 def _load_step_log(path: str, root: str, stamp: tuple) -> pd.DataFrame:  # stamp: cache key

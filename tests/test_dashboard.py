@@ -733,12 +733,17 @@ SHOTS = {
 
 
 def browse(
-    root: Path, shots: Path, query: str = "", queries: dict[str, str] | None = None
+    root: Path,
+    shots: Path,
+    query: str = "",
+    queries: dict[str, str] | None = None,
+    height: int = 1000,
 ) -> dict[str, Path]:
     """Open every page in Debian's chromium; check no error; a full-page screenshot of each.
 
     Pages are reached by their sidebar links (the selection must survive), or, for a page in
-    ``queries``, opened at its own address with that query."""
+    ``queries``, opened at its own address with that query. Streamlit scrolls its main area
+    itself, so a screenshot holds what a window ``height`` pixels tall (1400 wide) shows."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -781,7 +786,7 @@ def browse(
                     "--no-first-run",
                 ],
             )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": height})
 
             def settle():
                 page.wait_for_selector(
@@ -868,4 +873,5 @@ if __name__ == "__main__":
             "cold-start": both + "&scenario=new-items",
             "replay": "?runs=bow&scenario=taste-shift",
         }
-        print(browse(target, Path(sys.argv[sys.argv.index("--shots") + 1]), queries=pages))
+        shots = Path(sys.argv[sys.argv.index("--shots") + 1])
+        print(browse(target, shots, queries=pages, height=1500))

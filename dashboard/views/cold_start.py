@@ -17,25 +17,12 @@ if sel is not None:
             data.CMD_GRID,
         )
     for metric in cold:
-        summary = data.session_summary(table, metric)
-        summary = common.with_series(sel, summary[summary[data.COL_SCENARIO] == scenario])
-        common.figure(
-            charts.Figure(
-                "intervals",
-                summary,
-                x="mean",
-                y="series",
-                low="low",
-                high="high",
-                x_title=data.title(metric),
-                y_title="policy",
-                title=f"{data.title(metric)}, {scenario}",
-                tooltip=["series", "seeds", "mean", "low", "high"],
-            ),
+        common.intervals(
+            common.scenario_summary(sel, metric),
             f"{metric} {scenario}",
+            x_title=data.title(metric),
+            title=f"{data.title(metric)}, {scenario}",
         )
-        common.reliability(summary)
-        common.table(summary.drop(columns="series").round(4), f"{metric} {scenario}")
 
     horizon = int(table.loc[table[data.COL_STEP] >= 0, data.COL_STEP].max() + 1)
     k = st.slider("First steps of a session", 1, max(2, horizon), min(20, horizon))
@@ -88,21 +75,12 @@ if sel is not None:
         )
     else:
         comparison = data.encoder_comparison(table, scenario, k, encoders)
-        common.figure(
-            charts.Figure(
-                "intervals",
-                comparison,
-                x="mean",
-                y=data.COL_POLICY,
-                low="low",
-                high="high",
-                color="state",
-                x_title=f"click rate over the first {k} steps (clicks per user-step)",
-                y_title="policy",
-                title="LM against non-LM state",
-                tooltip=["state", "encoder", data.COL_POLICY, "seeds", "mean", "low", "high"],
-            ),
+        common.intervals(
+            comparison,
             f"lm vs non-lm {scenario}",
+            y=data.COL_POLICY,
+            color="state",
+            x_title=f"click rate over the first {k} steps (clicks per user-step)",
+            title="LM against non-LM state",
+            tooltip=["state", "encoder", data.COL_POLICY, "seeds", "mean", "low", "high"],
         )
-        common.reliability(comparison)
-        common.table(comparison.round(4), f"lm vs non-lm {scenario}")

@@ -80,27 +80,15 @@ if sel is not None:
             data.CMD_GRID,
         )
     for metric in recovery:
-        summary = data.session_summary(table, metric)
-        summary = common.with_series(sel, summary[summary[data.COL_SCENARIO] == scenario])
-        if summary.empty:
-            continue
-        common.figure(
-            charts.Figure(
-                "intervals",
+        summary = common.scenario_summary(sel, metric)
+        if not summary.empty:
+            common.intervals(
                 summary,
-                x="mean",
-                y="series",
-                low="low",
-                high="high",
+                f"{metric} {scenario}",
                 x_title=data.title(metric),
-                y_title="policy",
-                title=f"{data.title(metric)}",
-                tooltip=["series", "seeds", "mean", "low", "high"],
-            ),
-            f"{metric} {scenario}",
-        )
-        common.reliability(summary)
-        common.table(summary.drop(columns="series").round(3), f"{metric} {scenario}")
+                title=data.title(metric),
+                digits=3,
+            )
 
     st.subheader("Hidden interest of sampled users")
     logged = [r for r in sel.runs if r.step_log is not None]
@@ -121,37 +109,34 @@ if sel is not None:
     n = st.slider("Users to sample", 1, most, min(4, most)) if most > 1 else most
     users = list(np.random.default_rng(0).permutation(sessions[data.LOG_USER].to_numpy())[:n])
     left, right = st.columns(2)
-    paths = data.trajectories(log, data.LOG_INTEREST, users, key)
-    with left:
+
+    def paths(column: str, space: str, title: str, name: str) -> None:
+        """Sampled users' paths through one logged space, on its first two principal components."""
         common.figure(
             charts.Figure(
                 "paths",
-                paths,
+                data.trajectories(log, column, users, key),
                 x="pc1",
                 y="pc2",
                 color=data.LOG_USER,
                 order=data.LOG_STEP,
-                x_title="hidden interest, PC 1 (unitless)",
+                x_title=f"{space}, PC 1 (unitless)",
                 y_title="PC 2 (unitless)",
-                title="hidden interest (truth)",
+                title=title,
             ),
-            "hidden interest paths",
+            name,
+        )
+
+    with left:
+        paths(
+            data.LOG_INTEREST, "hidden interest", "hidden interest (truth)", "hidden interest paths"
         )
     with right:
         if data.LOG_STATE in log.columns:
-            tracked = data.trajectories(log, data.LOG_STATE, users, key)
-            common.figure(
-                charts.Figure(
-                    "paths",
-                    tracked,
-                    x="pc1",
-                    y="pc2",
-                    color=data.LOG_USER,
-                    order=data.LOG_STEP,
-                    x_title="encoder state, PC 1 (unitless)",
-                    y_title="PC 2 (unitless)",
-                    title="what the encoder state tracked",
-                ),
+            paths(
+                data.LOG_STATE,
+                "encoder state",
+                "what the encoder state tracked",
                 "encoder state paths",
             )
         else:

@@ -26,24 +26,17 @@ if sel is not None:
         )
     summary = data.session_summary(table, metric)
     st.caption(f"{data.title(metric)}: {data.INTERVAL_NAME}. Best policy first in each scenario.")
-    shown = common.with_series(sel, summary)
-    fig = charts.Figure(
-        "intervals",
-        shown,
-        x="mean",
-        y="policy",
-        low="low",
-        high="high",
-        x_title=data.title(metric),
-        y_title="policy",
+    common.intervals(
+        common.with_series(sel, summary),
+        f"{metric} by scenario",
+        y=data.COL_POLICY,
         color=data.COL_RUN if sel.several else None,
         facet=data.COL_SCENARIO,
+        x_title=data.title(metric),
         title=f"{data.title(metric)} by scenario",
         tooltip=[data.COL_RUN, data.COL_SCENARIO, "policy", "seeds", "mean", "low", "high"],
+        table_name=f"{metric} summary",
     )
-    common.figure(fig, f"{metric} by scenario")
-    common.reliability(summary)
-    common.table(summary.round(4), f"{metric} summary")
 
     st.subheader(f"Probability of improvement: {sel.scenario}")
     run = sel.runs[0].label
