@@ -691,13 +691,9 @@ def _seeds_record(config: EnvConfig, settings: TrainSettings, seeds: list[int]) 
 
 
 def _check_seeds(seeds: Any) -> list[int]:
-    if isinstance(seeds, (str, int)) or not seeds:
-        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
-        raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must not repeat, got {list(seeds)}")
-    return [int(s) for s in seeds]
+    from recsim_llm.grid import check_seeds
+
+    return check_seeds(seeds)
 
 
 def _plan_resume(out: Path, config: EnvConfig, per_seed: list[TrainSettings]) -> list[bool]:

@@ -291,6 +291,17 @@ def _policy_names(specs: Sequence[str]) -> list[str]:
     return [p.name for p in make_policies(list(specs))]
 
 
+def check_seeds(seeds: Any) -> list[int]:
+    """``seeds`` as a list of distinct non-negative ints; ValueError naming ``seeds`` otherwise."""
+    if isinstance(seeds, (str, int)) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat, got {list(seeds)}")
+    return [int(s) for s in seeds]
+
+
 def grid_tasks(
     policies: Sequence[str],
     scenarios: Sequence[str],
@@ -326,12 +337,7 @@ def grid_tasks(
         raise ValueError(f"scenarios must not repeat, got {list(scenarios)}")
     for spec in scenarios:
         parse_scenario(spec)
-    if isinstance(seeds, (str, int)) or not seeds:
-        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
-        raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must not repeat, got {list(seeds)}")
+    check_seeds(seeds)
     if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1:
         raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
     sample_users(1, log_fraction, 0)  # checks log_fraction
