@@ -242,3 +242,7 @@ def test_popularity_combiner_learns_on_the_ranking_the_table_reports():
     # Shown slates: every shown item of every validation row, labelled by its response.
     x, y = combiner_training_set(data, split, "liked", "slate", states, pop)
     assert y.tolist() == [1, 0, 1] and x[:, 0].tolist() == [2.0, 1.0, 1.0]
+    # No liked row: nothing to fit on (evaluate_split then skips the combined row).
+    data.rating = np.array([2.0, 1.0, 3.0])
+    x, y = combiner_training_set(data, split, "liked", "candidates", states, pop)
+    assert x.shape == (0, 2) and y.size == 0

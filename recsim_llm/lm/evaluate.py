@@ -714,11 +714,14 @@ def evaluate_split(
                 # Text score + observable popularity: 2 features, fit on validation rows, on
                 # the task the table ranks (shown items, or the candidates when rows show one).
                 x, vy = combiner_training_set(data, split, label, ev.over, states, pop)
-                w = fit_logistic(x, vy)
-                comb = w[0] * full + w[1] * np.log1p(pop[np.maximum(data.candidates[rows], 0)])
-                name = f"{enc.name} fast + popularity (logistic on validation rows)"
-                add(name, comb, start)
-                main_rows.append(name)
+                if 0.0 < vy.sum() < vy.size:
+                    w = fit_logistic(x, vy)
+                    pop_c = np.log1p(pop[np.maximum(data.candidates[rows], 0)])
+                    name = f"{enc.name} fast + popularity (logistic on validation rows)"
+                    add(name, w[0] * full + w[1] * pop_c, start)
+                    main_rows.append(name)
+                else:  # no positive (or no negative) to fit on: the row would be meaningless
+                    say(f"{enc.name}: fast + popularity skipped (validation rows lack both labels)")
         div[f"{enc.name} items"] = diversity(states.items)
     if baselines:
         base = {}
