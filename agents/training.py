@@ -240,6 +240,22 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _saved_settings(path: Path, what: str) -> Any:
+    """The ``settings`` recorded in ``path``'s ``config.json``, for a resume of ``what`` (e.g.
+    "a training run").
+
+    Raises:
+        ValueError: there is no readable ``config.json`` with settings.
+    """
+    try:
+        return json.loads((path / CONFIG).read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"cannot resume {path}: it is not {what} (no readable {CONFIG} with settings); "
+            "start it without --resume"
+        ) from None
+
+
 def check_resume(run_dir: Path, config: EnvConfig, settings: TrainSettings) -> Path | None:
     """Before any work: the checkpoint to resume ``run_dir`` from, or None if it is complete.
 
@@ -247,14 +263,7 @@ def check_resume(run_dir: Path, config: EnvConfig, settings: TrainSettings) -> P
         ValueError: ``run_dir`` is not a training run, its settings differ from the given ones
             (the message lists every differing key), or it holds no checkpoint.
     """
-    config_path = run_dir / CONFIG
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(
-            f"cannot resume {run_dir}: it is not a training run (no readable {CONFIG} with "
-            "settings); start it without --resume"
-        ) from None
+    saved = _saved_settings(run_dir, "a training run")
     differing = _differences(saved, run_settings(config, settings))
     if differing:
         raise ValueError(
@@ -705,14 +714,7 @@ def _plan_resume(out: Path, config: EnvConfig, per_seed: list[TrainSettings]) ->
     """
     from recsim_llm.io import check_out_dir
 
-    config_path = out / CONFIG
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(
-            f"cannot resume {out}: it is not a multi-seed training run (no readable {CONFIG} "
-            "with settings); start it without --resume"
-        ) from None
+    saved = _saved_settings(out, "a multi-seed training run")
     seeds = [s.seed for s in per_seed]
     differing = _differences(saved, _seeds_record(config, per_seed[0], seeds)["settings"])
     if differing:

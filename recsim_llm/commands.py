@@ -169,6 +169,17 @@ def _add_horizon(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _env_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The EnvConfig fields set by ``--horizon`` and ``--encoder`` (those given), to apply over
+    each scenario's config."""
+    overrides: dict[str, object] = {}
+    if args.horizon:
+        overrides["horizon"] = args.horizon
+    if args.encoder:
+        overrides["encoder"] = args.encoder
+    return overrides
+
+
 def _warn_if_models(specs: list[str]) -> None:
     if any(spec.startswith("model:") for spec in specs):
         print(TRUST_WARNING, file=sys.stderr)
@@ -320,11 +331,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from recsim_llm.evaluation import evaluate, summary_table
 
     spec = f"mix:{args.mix}" if args.policy == "mix" else args.policy
-    overrides: dict[str, object] = {}
-    if args.horizon:
-        overrides["horizon"] = args.horizon
-    if args.encoder:
-        overrides["encoder"] = args.encoder
+    overrides = _env_overrides(args)
     config: EnvConfig = scenario_config(args.scenario, **overrides)
     _warn_if_models([spec])
     policy = make_policy(spec, configs=[config])
@@ -415,11 +422,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     sample_users(1, args.log_fraction, 0)  # checks --log-fraction before any work
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address needs --executor ray")
-    overrides: dict[str, object] = {}
-    if args.horizon:
-        overrides["horizon"] = args.horizon
-    if args.encoder:
-        overrides["encoder"] = args.encoder
+    overrides = _env_overrides(args)
     env_configs = {name: scenario_config(name, **overrides) for name in scenarios}
     _warn_if_models(specs)
     # Every policy is built (and every model checked against every scenario) before any run.
@@ -671,11 +674,7 @@ def run_train(args: argparse.Namespace) -> int:
             f"--out {args.out}: --out is a run directory now (the model is written to "
             "OUT/model.zip); choose a folder name"
         )
-    overrides: dict[str, object] = {}
-    if args.encoder:
-        overrides["encoder"] = args.encoder
-    if args.horizon:
-        overrides["horizon"] = args.horizon
+    overrides = _env_overrides(args)
     config = scenario_config(args.scenario, **overrides)
     algo_kwargs, names = _train_algo_kwargs(args)
     check_hyperparameters(args.algo, algo_kwargs, n_envs=args.envs, names=names)
