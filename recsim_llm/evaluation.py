@@ -133,7 +133,14 @@ def rollout(
     if not isinstance(env, SlateVectorEnv) or env.num_envs != n_users:
         raise ValueError("env must be a SlateVectorEnv with num_envs == n_users")
     if log_users is not None:
-        log_users = np.asarray(log_users, dtype=bool)
+        log_users = np.asarray(log_users)
+        if log_users.dtype != bool:
+            # An array of user ids would otherwise be cast to a mask, silently recording the
+            # wrong users (and ignoring ids out of range).
+            raise ValueError(
+                f"log_users must be a bool mask over the {n_users} user slots, "
+                f"got dtype {log_users.dtype}"
+            )
         if log_users.shape != (n_users,):
             raise ValueError(f"log_users must have shape ({n_users},), got {log_users.shape}")
     obs, _ = env.reset(seed=seed)

@@ -341,6 +341,8 @@ def grid_tasks(
     if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1:
         raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
     sample_users(1, log_fraction, 0)  # checks log_fraction
+    if isinstance(first_k, bool) or not isinstance(first_k, (int, np.integer)) or first_k < 1:
+        raise ValueError(f"first_k must be a positive integer, got {first_k!r}")
     overrides = dict(overrides or {})
     for spec in scenarios:
         scenario_config(spec, **overrides)  # every config valid before any task runs

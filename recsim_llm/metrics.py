@@ -32,19 +32,36 @@ __all__ = [
 ]
 
 
+def _check_slates(slates: np.ndarray, n_items: int) -> np.ndarray:
+    """``slates`` as an (n, k >= 1) integer array of item ids in [0, n_items); ValueError naming
+    ``slates`` otherwise (a negative id would otherwise index from the end, silently)."""
+    slates = np.asarray(slates)
+    if slates.ndim != 2 or slates.shape[1] < 1:
+        raise ValueError(f"slates must have shape (n, k) with k >= 1, got {slates.shape}")
+    if slates.size and not np.issubdtype(slates.dtype, np.integer):
+        raise ValueError(f"slates must hold integer item ids, got {slates.dtype}")
+    if slates.size and (slates.min() < 0 or slates.max() >= n_items):
+        raise ValueError(
+            f"slates must hold item ids in [0, {n_items - 1}], "
+            f"got ids in [{slates.min()}, {slates.max()}]"
+        )
+    return slates
+
+
 def slate_diversity(slates: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
     """(n,) 1 - mean pairwise cosine of the items of each slate in ``slates`` (n, k).
 
     ``embeddings`` (n_items, d) rows need not be unit length (they are normalised here). A slate
     of one item has no pair: 0.
     """
-    slates = np.asarray(slates)
-    if slates.ndim != 2:
-        raise ValueError(f"slates must have shape (n, k), got {slates.shape}")
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (n_items, d), got {embeddings.shape}")
+    slates = _check_slates(slates, embeddings.shape[0])
     n, k = slates.shape
     if k < 2:
         return np.zeros(n)
-    vectors = np.asarray(embeddings, dtype=np.float64)[slates]
+    vectors = embeddings[slates]
     vectors /= np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-12)
     gram = np.einsum("nid,njd->nij", vectors, vectors)
     pair_sum = (gram.sum(axis=(1, 2)) - np.trace(gram, axis1=1, axis2=2)) / 2.0
@@ -59,6 +76,22 @@ def catalog_coverage(shown: np.ndarray, available: int) -> float:
     return float(np.unique(items[items >= 0]).size / available)
 
 
+def _check_popularity(popularity: np.ndarray, available: np.ndarray):
+    """(n_items,) finite non-negative click counts and a same-shape bool mask."""
+    popularity = np.asarray(popularity, dtype=np.float64)
+    available = np.asarray(available)
+    if popularity.ndim != 1:
+        raise ValueError(f"popularity must have shape (n_items,), got {popularity.shape}")
+    if not np.all(np.isfinite(popularity)) or (popularity < 0).any():
+        raise ValueError("popularity must hold finite non-negative click counts")
+    if available.shape != popularity.shape or available.dtype != bool:
+        raise ValueError(
+            f"available must be a bool array of shape {popularity.shape}, "
+            f"got {available.dtype} {available.shape}"
+        )
+    return popularity, available
+
+
 def novelty(slates: np.ndarray, popularity: np.ndarray, available: np.ndarray) -> np.ndarray:
     """(n,) mean ``-log2 p(item)`` of each slate's items (add-one smoothed click shares).
 
@@ -67,10 +100,11 @@ def novelty(slates: np.ndarray, popularity: np.ndarray, available: np.ndarray) -
         popularity: (n_items,) clicks observed per item so far.
         available: (n_items,) bool, items that have arrived (the smoothing's support).
     """
-    popularity = np.asarray(popularity, dtype=np.float64)
-    n_available = max(int(np.asarray(available).sum()), 1)
-    total = popularity[np.asarray(available, dtype=bool)].sum()
-    p = (popularity[np.asarray(slates)] + 1.0) / (total + n_available)
+    popularity, available = _check_popularity(popularity, available)
+    slates = _check_slates(slates, popularity.size)
+    n_available = max(int(available.sum()), 1)
+    total = popularity[available].sum()
+    p = (popularity[slates] + 1.0) / (total + n_available)
     return (-np.log2(p)).mean(axis=1)
 
 
@@ -79,9 +113,12 @@ def popularity_bias(
 ) -> np.ndarray:
     """(n,) mean popularity of each slate's items / mean popularity of the available items
     (NaN while no available item has a click)."""
-    popularity = np.asarray(popularity, dtype=np.float64)
-    catalog_mean = popularity[np.asarray(available, dtype=bool)].mean()
-    shown = popularity[np.asarray(slates)].mean(axis=1)
+    popularity, available = _check_popularity(popularity, available)
+    slates = _check_slates(slates, popularity.size)
+    shown = popularity[slates].mean(axis=1)
+    if not available.any():
+        return np.full(shown.shape, np.nan)
+    catalog_mean = popularity[available].mean()
     if catalog_mean <= 0.0:
         return np.full(shown.shape, np.nan)
     return shown / catalog_mean

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -937,8 +938,13 @@ def load_bandit_feedback(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"bandit feedback file {str(path)!r} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        feedback = {key: data[key] for key in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feedback = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"bandit feedback file {str(path)!r} is not a readable .npz of plain arrays: {error}"
+        ) from error
     return _check_feedback(feedback, str(path))
 
 

@@ -97,7 +97,11 @@ _SAMPLE_STREAM = 0x57E9
 def sample_users(n_users: int, fraction: float, seed: int) -> np.ndarray:
     """(n_users,) bool: the user slots recorded for ``seed``, each with probability ``fraction``
     (0: none, 1: all), the same for every policy and scenario of that seed."""
-    if isinstance(fraction, bool) or not 0.0 <= float(fraction) <= 1.0:
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float, np.integer, np.floating))
+        or not 0.0 <= float(fraction) <= 1.0
+    ):
         raise ValueError(f"log_fraction must be in [0, 1], got {fraction!r}")
     if fraction >= 1.0:
         return np.ones(n_users, dtype=bool)

@@ -103,6 +103,8 @@ def test_task_order_does_not_change_the_table(in_process):
         ({"seeds": [1, -1]}, "non-negative"),
         ({"n_users": 0}, "n_users"),
         ({"log_fraction": 2.0}, "log_fraction"),
+        ({"first_k": 0}, "first_k must be a positive integer"),
+        ({"first_k": 2.5}, "first_k must be a positive integer"),
     ],
 )
 def test_bad_grid_input_is_refused_before_any_task(kwargs, message):

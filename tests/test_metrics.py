@@ -48,6 +48,37 @@ def test_novelty_and_popularity_bias_known_answers():
     assert np.isnan(metrics.popularity_bias(np.array([[0]]), np.zeros(4), available)).all()
 
 
+def test_slate_metrics_refuse_empty_slates_and_out_of_range_ids():
+    emb = np.eye(3)
+    popularity = np.array([1, 0, 2])
+    available = np.ones(3, dtype=bool)
+    empty = np.zeros((2, 0), dtype=int)
+    with pytest.raises(ValueError, match="slates must have shape"):
+        metrics.slate_diversity(empty, emb)
+    with pytest.raises(ValueError, match="slates must have shape"):
+        metrics.novelty(empty, popularity, available)
+    with pytest.raises(ValueError, match="slates must have shape"):
+        metrics.popularity_bias(empty, popularity, available)
+    # -1 would index the last item and 3 is past the catalog: both refused, naming slates.
+    for bad in (np.array([[0, -1]]), np.array([[0, 3]])):
+        with pytest.raises(ValueError, match=r"slates must hold item ids in \[0, 2\]"):
+            metrics.slate_diversity(bad, emb)
+        with pytest.raises(ValueError, match=r"slates must hold item ids in \[0, 2\]"):
+            metrics.novelty(bad, popularity, available)
+        with pytest.raises(ValueError, match=r"slates must hold item ids in \[0, 2\]"):
+            metrics.popularity_bias(bad, popularity, available)
+    with pytest.raises(ValueError, match="integer item ids"):
+        metrics.slate_diversity(np.array([[0.0, 1.0]]), emb)
+    with pytest.raises(ValueError, match="popularity must hold finite"):
+        metrics.novelty(np.array([[0, 1]]), np.array([1.0, np.nan, 0.0]), available)
+    with pytest.raises(ValueError, match="available must be a bool array"):
+        metrics.popularity_bias(np.array([[0, 1]]), popularity, np.ones(2, dtype=bool))
+    # No item available yet: no catalog mean, NaN (not a warning and a division).
+    assert np.isnan(
+        metrics.popularity_bias(np.array([[0]]), popularity, np.zeros(3, dtype=bool))
+    ).all()
+
+
 def test_steps_to_first_click_is_censored_at_length_plus_one():
     clicks = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0]], dtype=bool)  # (T=3, n=3)
     assert metrics.steps_to_first_click(clicks, np.array([3, 3, 2])).tolist() == [2.0, 4.0, 1.0]

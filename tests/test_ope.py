@@ -14,6 +14,7 @@ from recsim_llm.ope import (
     OPEConfig,
     SlateLog,
     SlateRounds,
+    bandit_feedback_bytes,
     collect_log,
     cross_fit_rewards,
     estimate_policy_value,
@@ -315,6 +316,16 @@ def test_bad_inputs_raise_clear_errors(small_log, tmp_path):
         save_bandit_feedback(tmp_path / "x.txt", to_bandit_feedback(log))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_bandit_feedback(tmp_path / "missing.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match=r"corrupt\.npz' is not a readable \.npz"):
+        load_bandit_feedback(tmp_path / "corrupt.npz")
+    good = bandit_feedback_bytes(to_bandit_feedback(log))
+    (tmp_path / "truncated.npz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.npz' is not a readable \.npz"):
+        load_bandit_feedback(tmp_path / "truncated.npz")
+    np.savez(tmp_path / "pickled.npz", action=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match=r"pickled\.npz' is not a readable \.npz"):
+        load_bandit_feedback(tmp_path / "pickled.npz")
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ def test_bad_inputs_are_refused(tmp_path):
     config = scenario_config("default", encoder="bow", horizon=3)
     with pytest.raises(ValueError, match="log_users"):
         rollout(RandomPolicy(), config, 0, 4, log_users=np.ones(3, dtype=bool))
+    # User ids instead of a mask (one out of range) would be cast to a wrong mask: refused.
+    with pytest.raises(ValueError, match="log_users must be a bool mask"):
+        rollout(RandomPolicy(), config, 0, 4, log_users=np.array([0, 1, 2, 7]))
+    for bad in (np.nan, "0.5"):
+        with pytest.raises(ValueError, match="log_fraction"):
+            sample_users(5, bad, 0)
     with pytest.raises(FileNotFoundError, match="step log"):
         read_steplog(tmp_path)
     frame = steplog_frame(None, "r", "p", "s", 0)
