@@ -54,6 +54,7 @@ def train_sb3(
     encoder: Any = None,
     progress: bool = False,
     policy: str = "MlpPolicy",
+    encoder_prior: float = 0.0,
     **algo_kwargs: Any,
 ) -> Any:
     """Train ``algorithm`` on ``n_envs`` concurrent users of ``config``; returns the SB3 model.
@@ -61,13 +62,16 @@ def train_sb3(
     ``policy="scorer"`` trains ``CandidateScorerPolicy`` on the ``Dict`` observation;
     ``"MlpPolicy"`` (the comparison row) on the flat view of the observation
     (``SB3VecEnv(flatten=True)``); ``"MultiInputPolicy"`` on the ``Dict`` observation.
-    The batched world and the encoder stay in this process (no subprocess per env). With
+    ``encoder_prior`` > 0 (scorer, LM state): the scorer starts from the encoder's click logit
+    at that gain (see ``scorer_kwargs``). The batched world and the encoder stay in this process (no subprocess per env). With
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
     the model is the same with or without it).
     """
     if total_timesteps < 1:
         raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
-    model = make_sb3_model(config, algorithm, n_envs, seed, encoder, policy, **algo_kwargs)
+    model = make_sb3_model(
+        config, algorithm, n_envs, seed, encoder, policy, encoder_prior=encoder_prior, **algo_kwargs
+    )
     callback = _progress_callback(total_timesteps, f"train {algorithm}") if progress else None
     model.learn(total_timesteps=total_timesteps, callback=callback)
     return model
@@ -260,6 +264,7 @@ def make_sb3_model(
     seed: int = 0,
     encoder: Any = None,
     policy: str = "MlpPolicy",
+    encoder_prior: float = 0.0,
     **algo_kwargs: Any,
 ) -> Any:
     """A fresh, seeded SB3 model on ``n_envs`` concurrent users of ``config`` (not trained).
@@ -277,6 +282,13 @@ def make_sb3_model(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if policy not in SB3_POLICIES:
         raise ValueError(f"policy must be one of {SB3_POLICIES}, got {policy!r}")
+    if encoder_prior and policy != "scorer":
+        raise ValueError(f"encoder_prior needs policy 'scorer', got {policy!r}")
+    if encoder_prior and config.encoder not in ("lm-fast", "lm-exact"):
+        raise ValueError(
+            f"encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got encoder "
+            f"{config.encoder!r}"
+        )
     torch.manual_seed(seed)
     venv = SB3VecEnv(
         SlateVectorEnv(num_envs=n_envs, config=config, encoder=encoder),
@@ -287,7 +299,7 @@ def make_sb3_model(
     kwargs.update(sb3_hyperparameters(algorithm, **algo_kwargs))
     if policy == "scorer":
         kwargs["policy_kwargs"] = {
-            **scorer_kwargs(config, venv.observation_space),
+            **scorer_kwargs(config, venv.observation_space, encoder_prior),
             **(kwargs.get("policy_kwargs") or {}),
         }
     return getattr(sb3, algorithm)(policy_class(policy), venv, **kwargs)
@@ -304,15 +316,41 @@ def policy_class(policy: str) -> Any:
     return policy
 
 
-def scorer_kwargs(config: EnvConfig, observation_space: Any) -> dict[str, Any]:
-    """Policy kwargs the scorer gets by default: with an LM encoder, ``affinity_dim``.
+def scorer_kwargs(
+    config: EnvConfig, observation_space: Any, encoder_prior: float = 0.0
+) -> dict[str, Any]:
+    """Policy kwargs the scorer gets: with an LM encoder, ``affinity_dim``; and the prior.
 
     The LM state starts with ``u`` and each candidate with ``v``, one space: the scorer gets the
-    encoder's own affinity ``u·v`` as an input (see ``CandidateScorerPolicy``).
+    encoder's own affinity ``u·v`` as an input (see ``CandidateScorerPolicy``). With
+    ``encoder_prior`` > 0 it also gets ``encoder_prior={"scale", "w", "b", "gain"}``: the click
+    logit ``s·u·v + w·v + b`` of the encoder ``config`` names (``encoder_path``; '' = the
+    shipped one), at that starting gain.
+
+    Raises:
+        ValueError: ``encoder_prior`` > 0 without an LM state.
     """
-    if config.encoder in ("lm-fast", "lm-exact"):
-        return {"affinity_dim": int(observation_space["candidates"].shape[1]) - N_ITEM_SCALARS}
-    return {}
+    if config.encoder not in ("lm-fast", "lm-exact"):
+        if encoder_prior:
+            raise ValueError(
+                "encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got "
+                f"encoder {config.encoder!r}"
+            )
+        return {}
+    kwargs: dict[str, Any] = {
+        "affinity_dim": int(observation_space["candidates"].shape[1]) - N_ITEM_SCALARS
+    }
+    if encoder_prior:
+        from recsim_llm.lm.state import load_bundle
+
+        bundle = load_bundle(config.encoder_path or None)
+        kwargs["encoder_prior"] = {
+            "scale": float(bundle.click_scale),
+            "w": [float(x) for x in np.asarray(bundle.item_bias_w).reshape(-1)],
+            "b": float(bundle.item_bias_b),
+            "gain": float(encoder_prior),
+        }
+    return kwargs
 
 
 def _progress_callback(total: int, desc: str) -> Any:

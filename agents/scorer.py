@@ -188,6 +188,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         each candidate's features are one embedding space (an LM encoder's user state ``u`` and
         item embedding ``v``): their raw dot product ``u·v`` (the encoder's own affinity,
         computed before standardisation) is added to the scorer's input. 0 (default) = none.
+    :param encoder_prior: ``{"scale": s, "w": [..], "b": b}`` and optionally ``"gain"`` (needs
+        ``affinity_dim`` > 0, ``w`` of that length): the encoder's own click logit
+        ``s·u·v + w·v + b`` over the raw first ``affinity_dim`` entries, times a learnt gain that
+        starts at ``gain`` (default 1; larger = a sharper Plackett–Luce start), is added to every
+        candidate's score. The MLP's output starts near 0 (score-head gain 0.01), so the
+        untrained policy's most likely slate is the encoder's greedy one (``EncoderGreedyPolicy``)
+        and PPO learns a residual on it. None (default) = no prior.
     :param normalize_obs: standardise the user vector and each candidate's features (per
         feature, candidates pooled over positions) by running means and variances, updated on
         the observations of rollout collection (``forward``) and frozen otherwise; they are
@@ -214,6 +221,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         layout: Sequence[int] | None = None,
         affinity_dim: int = 0,
         normalize_obs: bool = True,
+        encoder_prior: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("use_sde", False):
@@ -250,9 +258,41 @@ class CandidateScorerPolicy(ActorCriticPolicy):
                 f"affinity_dim must be in [0, {min(self.user_dim, self.feat_dim)}] (the user and "
                 f"candidate widths), got {affinity_dim}"
             )
+        self.encoder_prior = self._check_prior(encoder_prior, self.affinity_dim)
         super().__init__(
             observation_space, action_space, lr_schedule, net_arch, activation_fn, *args, **kwargs
         )
+
+    @staticmethod
+    def _check_prior(prior: Any, affinity_dim: int) -> dict[str, Any] | None:
+        """``encoder_prior`` as plain floats, or a ValueError naming what is wrong."""
+        if prior is None:
+            return None
+        if not isinstance(prior, dict) or not {"scale", "w", "b"} <= set(prior) <= {
+            "scale",
+            "w",
+            "b",
+            "gain",
+        }:
+            raise ValueError(
+                "encoder_prior must be a dict with keys 'scale', 'w', 'b' (and optionally "
+                f"'gain'), got {prior!r}"
+            )
+        gain = float(prior.get("gain", 1.0))
+        if not (np.isfinite(gain) and gain > 0):
+            raise ValueError(f"encoder_prior['gain'] must be a finite number > 0, got {gain}")
+        if affinity_dim < 1:
+            raise ValueError("encoder_prior needs affinity_dim >= 1 (the encoder's u and v width)")
+        w = np.asarray(prior["w"], dtype=np.float64).reshape(-1)
+        scale, b = float(prior["scale"]), float(prior["b"])
+        if w.size != affinity_dim or not np.all(np.isfinite(w)):
+            raise ValueError(
+                f"encoder_prior['w'] must be {affinity_dim} finite numbers (affinity_dim), "
+                f"got {w.size}"
+            )
+        if not (np.isfinite(scale) and np.isfinite(b)):
+            raise ValueError(f"encoder_prior scale and b must be finite, got {scale}, {b}")
+        return {"scale": scale, "w": [float(x) for x in w], "b": b, "gain": gain}
 
     @staticmethod
     def _read_layout(
@@ -293,6 +333,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             layout=self.layout,
             normalize_obs=self.normalize_obs,
             affinity_dim=self.affinity_dim,
+            encoder_prior=self.encoder_prior,
         )
         return data
 
@@ -310,6 +351,12 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         scorer_in = u + f + d + (1 if self.affinity_dim else 0)
         self.scorer = _mlp(scorer_in, self.scorer_arch, act)
         self.score_head = nn.Linear(_last_dim(scorer_in, self.scorer_arch), 1)
+        if self.encoder_prior is not None:
+            p = self.encoder_prior
+            self.register_buffer("prior_w", th.tensor(p["w"], dtype=th.float32))
+            self.register_buffer("prior_scale", th.tensor(p["scale"], dtype=th.float32))
+            self.register_buffer("prior_b", th.tensor(p["b"], dtype=th.float32))
+            self.prior_gain = nn.Parameter(th.tensor(float(p["gain"])))
         value_in = u + f
         self.value_mlp = _mlp(value_in, self.value_arch, act)
         self.value_net = nn.Linear(_last_dim(value_in, self.value_arch), 1)
@@ -376,6 +423,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     def _logits(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:
         k = self.affinity_dim
         affinity = (user[:, None, :k] * cands[:, :, :k]).sum(-1, keepdim=True) if k else None
+        raw_cands = cands
         user, cands = self._normalized(user, cands)
         n = cands.shape[1]
         parts = [user.unsqueeze(1).expand(-1, n, -1), cands]
@@ -384,6 +432,11 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         if self.interaction_dim > 0:
             parts.append(self.user_proj(user).unsqueeze(1) * self.cand_proj(cands))
         scores = self.score_head(self.scorer(th.cat(parts, dim=-1))).squeeze(-1)
+        if self.encoder_prior is not None:
+            assert affinity is not None  # checked in __init__: a prior needs affinity_dim
+            v = raw_cands[:, :, :k]
+            prior = self.prior_scale * affinity.squeeze(-1) + v @ self.prior_w + self.prior_b
+            scores = scores + self.prior_gain * prior
         return scores.masked_fill(~mask, MASK_VALUE)
 
     def _values(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import pickle
 import random
 import shutil
@@ -130,6 +131,11 @@ class TrainSettings:
     """Newest checkpoints kept."""
     scenario: str = "custom"
     """Name of the scenario the env config came from (a label; the config is the truth)."""
+    encoder_prior: float = 0.0
+    """The scorer's encoder prior (``CandidateScorerPolicy(encoder_prior=...)``): the LM
+    encoder's own click logit, times a learnt gain starting at this value, is added to every
+    candidate's score, so PPO learns a residual on encoder-greedy. 0 = none; > 0 needs
+    ``policy="scorer"`` and an LM state (``lm-fast``/``lm-exact``)."""
     algo_kwargs: tuple[tuple[str, Any], ...] = ()
     """Hyperparameters given to the SB3 algorithm over ``sb3_hyperparameters``' defaults, as
     sorted ``(keyword, value)`` pairs (a mapping is accepted); each keyword must be one of the
@@ -147,6 +153,17 @@ class TrainSettings:
         for name in ("seed", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        prior = self.encoder_prior
+        if (
+            isinstance(prior, bool)
+            or not isinstance(prior, (int, float))
+            or not (math.isfinite(prior) and prior >= 0)
+        ):
+            raise ValueError(f"encoder_prior must be a finite number >= 0, got {prior!r}")
+        if prior > 0 and self.policy != "scorer":
+            raise ValueError(
+                f"encoder_prior needs policy 'scorer' (the candidate scorer), got {self.policy!r}"
+            )
         typed = check_hyperparameters(self.algorithm, self.algo_kwargs, n_envs=int(self.n_envs))
         object.__setattr__(self, "algo_kwargs", tuple(typed.items()))
         seeds = tuple(int(s) for s in self.eval_seeds)
@@ -571,6 +588,7 @@ def train_run(
                 settings.n_envs,
                 settings.seed,
                 policy=settings.policy,
+                encoder_prior=settings.encoder_prior,
                 **algo_kwargs,
             )
             record = {

@@ -38,8 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="table folder (eval kind)")
     parser.add_argument("--source", default="", help="source encoder (default: shipped)")
     parser.add_argument("--shares", default="0.01,0.1,1", help="shares of training users")
-    parser.add_argument("--rows", type=int, default=384, help="training rows per fine-tune")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per fine-tune")
+    parser.add_argument(
+        "--rows", type=int, default=384, help="training rows per fine-tune (0 = all)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="LM epochs per fine-tune (0 = heads only)"
+    )
+    parser.add_argument(
+        "--fast-rows", type=int, default=192, help="distillation rows of the fast head"
+    )
+    parser.add_argument(
+        "--fast-steps", type=int, default=200, help="optimiser steps of the fast head's fit"
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     parser.add_argument("--per-user", type=int, default=2, help="held-out rows per test user")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
@@ -118,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 epochs=args.epochs,
                 patience=0,
                 lr=args.lr,
-                fast_rows=192,
-                fast_epochs=200,
+                fast_rows=args.fast_rows,
+                fast_epochs=args.fast_steps,
                 threads=args.threads,
                 seed=args.seed,
                 init_from=source if init == "synthetic" else "",
@@ -190,7 +200,13 @@ def _write(
             "held_out_users": int(test_users.size),
             "held_out_rows": int(rows.size),
             "train_users": int(train_users.size),
-            "budget": {"rows": args.rows, "epochs": args.epochs, "lr": args.lr},
+            "budget": {
+                "rows": args.rows,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "fast_rows": args.fast_rows,
+                "fast_steps": args.fast_steps,
+            },
             "command": " ".join(
                 ["python", "benchmarks/bench_transfer.py", *(argv or sys.argv[1:])]
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import math
 import signal
 import sys
 import time
@@ -45,6 +46,16 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -567,6 +578,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=_positive_int, default=50_000, help="user-steps to train")
     parser.add_argument("--envs", type=_positive_int, default=16, help="concurrent users")
+    parser.add_argument(
+        "--encoder-prior",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="GAIN",
+        help="scorer with an LM state only: add the encoder's own click logit, times a learnt "
+        "gain starting at GAIN, to every candidate's score (PPO then learns a residual on "
+        "encoder-greedy); 0: none (default: 0)",
+    )
     _add_scenario(parser, "scenario to train on")
     _add_horizon(parser)
     seeds = parser.add_mutually_exclusive_group()
@@ -691,8 +711,14 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         scenario=args.scenario,
+        encoder_prior=args.encoder_prior,
         algo_kwargs=tuple(algo_kwargs.items()),
     )
+    if args.encoder_prior and config.encoder not in ("lm-fast", "lm-exact"):
+        raise ValueError(
+            f"--encoder-prior {args.encoder_prior:g}: needs an LM state (--encoder lm-fast or "
+            f"lm-exact), got {config.encoder!r}"
+        )
     t0 = time.perf_counter()
     if args.seeds is not None:
         return _train_seeds(args, config, settings, t0)

@@ -201,3 +201,48 @@ def test_settings_are_checked(tmp_path):
         TrainSettings(threads=0)
     with pytest.raises(ValueError, match="policy must be one of"):
         TrainSettings(policy="CnnPolicy")
+    with pytest.raises(ValueError, match="encoder_prior must be a finite number >= 0"):
+        TrainSettings(encoder_prior=-1.0)
+    with pytest.raises(ValueError, match="encoder_prior needs policy 'scorer'"):
+        TrainSettings(policy="MlpPolicy", encoder_prior=2.0)
+
+
+def test_encoder_prior_is_refused_without_an_lm_state_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_train(out, "--steps", "256", "--encoder-prior", "2")) == 2
+    assert "--encoder-prior 2: needs an LM state" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):  # argparse: a usage error
+        main(_train(out, "--steps", "256", "--encoder-prior", "-1"))
+    assert "must be a finite number >= 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_encoder_prior_run_starts_at_encoder_greedy_and_is_recorded(tmp_path):
+    from recsim_llm.agents.baselines import EncoderGreedyPolicy
+    from recsim_llm.agents.sb3 import make_sb3_model
+    from recsim_llm.config import EnvConfig
+    from recsim_llm.lm.state import load_bundle
+
+    config = EnvConfig(encoder="lm-fast", horizon=30)
+    model = make_sb3_model(config, "PPO", 4, 0, policy="scorer", encoder_prior=3.0)
+    prior = model.policy.encoder_prior
+    bundle = load_bundle(None)
+    assert prior["gain"] == 3.0 and prior["scale"] == pytest.approx(bundle.click_scale)
+    np.testing.assert_allclose(prior["w"], np.asarray(bundle.item_bias_w).reshape(-1), rtol=1e-6)
+    # Untrained, its most likely slate is encoder-greedy's, on real env observations.
+    env = model.get_env()
+    obs = env.reset()
+    greedy = EncoderGreedyPolicy()
+    for _ in range(3):
+        action, _ = model.predict(obs, deterministic=True)
+        want = np.argsort(-greedy.scores(obs), axis=1, kind="stable")[:, :5]
+        assert (np.sort(action, axis=1) == np.sort(want, axis=1)).mean() > 0.9
+        obs, *_ = env.step(action)
+    # Through the CLI: recorded in config.json and in the saved policy.
+    out = tmp_path / "run"
+    lm = ["--encoder", "lm-fast", "--encoder-prior", "3", "--steps", "256", "--eval-every", "0"]
+    assert main(["train", *FAST[2:], *lm, "--out", str(out)]) == 0
+    record = json.loads((out / "config.json").read_text())
+    assert record["settings"]["encoder_prior"] == 3.0
+    assert "encoder_prior" in record["policy_kwargs"]

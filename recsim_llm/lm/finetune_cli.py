@@ -76,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name in _SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):  # --x / --no-x (type=bool would read "False" as True)
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f"FinetuneConfig.{f.name}",
+            )
+            continue
         parser.add_argument(
             flag, type=type(f.default), default=f.default, help=f"FinetuneConfig.{f.name}"
         )

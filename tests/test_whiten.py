@@ -1,0 +1,96 @@
+"""The projection's start: PCA whitening of the items, optionally with a click-prior direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recsim_llm.lm.finetune import click_prior_direction, whiten_projection  # noqa: E402
+
+
+class _Model:
+    """What whiten_projection touches: ``dim``, ``hidden`` and the ``proj`` Linear."""
+
+    def __init__(self, hidden: int, dim: int) -> None:
+        self.hidden, self.dim = hidden, dim
+        self.proj = torch.nn.Linear(hidden, dim)
+
+
+def _project(model: _Model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.proj(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
+
+
+def _items(n: int = 400, hidden: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(3.0, 0.5, hidden)  # anisotropic, like raw LM outputs
+    return rng.standard_normal((n, hidden)) * scales + rng.standard_normal(hidden)
+
+
+def test_whitening_gives_centred_uncorrelated_unit_variance_coordinates():
+    x = _items()
+    model = _Model(x.shape[1], 8)
+    whiten_projection(model, x)
+    z = _project(model, x)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(8), atol=1e-3)
+
+
+def test_prior_direction_is_the_last_coordinate_and_the_rest_are_orthogonal_to_it():
+    x = _items(seed=1)
+    rng = np.random.default_rng(2)
+    d = rng.standard_normal(x.shape[1])
+    model = _Model(x.shape[1], 8)
+    whiten_projection(model, x, prior=d)
+    z = _project(model, x)
+    score = (x - x.mean(0)) @ d
+
+    def explained(coords: np.ndarray) -> float:
+        """R² of the prior's score regressed on the coordinates."""
+        a = np.c_[coords, np.ones(len(coords))]
+        fit = a @ np.linalg.lstsq(a, score, rcond=None)[0]
+        return 1.0 - np.var(score - fit) / np.var(score)
+
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(8), atol=1e-3)  # still whitened
+    assert explained(z) > 0.9999  # the prior's score is a linear read-out of the coordinates
+    np.testing.assert_allclose(z[:, :7], _plain(x, 8)[:, :7], atol=1e-3)  # the first 7 are PCA's
+    assert explained(_plain(x, 8)) < 0.95  # plain whitening loses part of it
+
+
+def _plain(x: np.ndarray, dim: int) -> np.ndarray:
+    model = _Model(x.shape[1], dim)
+    whiten_projection(model, x)
+    return _project(model, x)
+
+
+def test_click_prior_direction_recovers_a_planted_click_direction():
+    rng = np.random.default_rng(3)
+    n_items, hidden = 300, 16
+    x = rng.standard_normal((n_items, hidden))
+    truth = np.zeros(hidden)
+    truth[5] = 1.0
+    p = 1.0 / (1.0 + np.exp(-(-2.0 + 1.5 * x @ truth)))
+    slates = rng.integers(n_items, size=(20_000, 5))
+    clicks = (rng.random(slates.shape) < p[slates]).astype(np.float32)
+    items = np.arange(n_items)
+    beta = click_prior_direction(x, slates, clicks, items)
+    cosine = beta @ truth / np.linalg.norm(beta)
+    assert cosine > 0.9
+    # It is a direction of the text space: held-out items are ranked by it too.
+    held = rng.standard_normal((200, hidden))
+    ph = 1.0 / (1.0 + np.exp(-(-2.0 + 1.5 * held @ truth)))
+    assert np.corrcoef(held @ beta, ph)[0, 1] > 0.8
+
+
+def test_bad_prior_inputs_are_refused():
+    x = _items(n=60, hidden=12)
+    model = _Model(12, 4)
+    with pytest.raises(ValueError, match="prior must be"):
+        whiten_projection(model, x, prior=np.zeros(12))
+    with pytest.raises(ValueError, match="prior must be"):
+        whiten_projection(model, x, prior=np.ones(11))
+    slates = np.zeros((10, 5), dtype=np.int64)
+    with pytest.raises(ValueError, match="both clicks and non-clicks"):
+        click_prior_direction(x, slates, np.zeros((10, 5)), np.arange(60))
