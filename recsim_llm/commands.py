@@ -229,6 +229,10 @@ QUICKSTART_PPO = {
 }
 """PPO settings of the quickstart's candidate scorer (64 concurrent users)."""
 
+QUICKSTART_PRIOR = 4.0
+"""The quickstart scorer's encoder-prior gain with an LM state (``train --encoder-prior``):
+PPO learns a residual on the encoder's click logit (docs/results.md, policies issue)."""
+
 
 @_claims_out("run")
 def run_quickstart(args: argparse.Namespace) -> int:
@@ -282,6 +286,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     if args.ppo_steps > 0:
         from recsim_llm.agents.sb3 import SB3Policy, train_sb3
 
+        lm_state = config.encoder in ("lm-fast", "lm-exact")
         t0 = time.perf_counter()
         # The candidate scorer (one shared MLP per candidate, Plackett-Luce slates) on the Dict
         # observation; settings of docs/results.md (policies issue).
@@ -293,10 +298,11 @@ def run_quickstart(args: argparse.Namespace) -> int:
             seed=0,
             progress=True,
             policy="scorer",
+            encoder_prior=QUICKSTART_PRIOR if lm_state else 0.0,
             **QUICKSTART_PPO,
         )
         print(f"  trained PPO for {args.ppo_steps} user-steps in {time.perf_counter() - t0:.0f}s")
-        policies.append(SB3Policy(model, "ppo-scorer"))
+        policies.append(SB3Policy(model, "ppo-scorer+prior" if lm_state else "ppo-scorer"))
     summaries, rows = evaluate(
         policies, config, args.seeds, args.users, "default", "quickstart", progress=True
     )

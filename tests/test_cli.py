@@ -95,6 +95,19 @@ def test_quickstart_small_run(tmp_path, capsys):
     assert (out / "results.csv").is_file()
 
 
+def test_quickstart_trains_the_scorer_with_the_encoder_prior_on_the_lm_state(tmp_path, capsys):
+    out = tmp_path / "qs"
+    args = ["quickstart", "--seeds", "0", "--users", "8", "--ppo-steps", "4096"]
+    assert main([*args, "--out", str(out)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "ppo-scorer" in line]
+    assert len(rows) == 1 and rows[0].startswith("| ppo-scorer+prior ")
+    import csv
+
+    with open(out / "results.csv", newline="") as handle:
+        names = {row["policy"] for row in csv.DictReader(handle)}
+    assert "ppo-scorer+prior" in names and "encoder-greedy" in names
+
+
 def test_negative_seed_is_a_usage_error(tmp_path, capsys):
     import pytest
 
