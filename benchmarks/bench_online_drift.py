@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     from dataclasses import replace
 
-    from recsim_llm.io import check_out_dir, output_directory
+    from recsim_llm.io import check_out_dir
 
     try:
         seeds = [int(x) for x in args.seeds.split(",")]
@@ -160,19 +160,34 @@ def main() -> None:
         steps = np.arange(horizon)
         ax.plot(steps, mean, label=name, linestyle="--" if "frozen" in name else "-")
         ax.fill_between(steps, mean - 1.96 * sd, mean + 1.96 * sd, alpha=0.15)
-    ax.axvline(shift, color="k", linewidth=0.8)
-    ax.set_xlabel("session step")
     ax.set_ylabel("mean reward per active user (min watched)")
     ax.set_title(f"taste shift at step {shift}: learning vs frozen ({len(seeds)} seeds)")
+    save_figure_and_files(
+        fig,
+        ax,
+        shift,
+        args.out,
+        {"drift_steps.csv": buffer.getvalue(), "drift_summary.md": text},
+        "drift.png",
+    )
+
+
+def save_figure_and_files(fig, ax, shift: int, out: Path, texts: dict[str, str], png: str) -> None:
+    """Finish a per-session-step plot (shift line, labels) and write it with ``texts`` into one
+    marked output folder, staged and swapped in whole (``recsim_llm.io``)."""
+    from recsim_llm.io import output_directory
+
+    if shift >= 0:
+        ax.axvline(shift, color="k", linewidth=0.8)
+    ax.set_xlabel("session step")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
-    # One marked output folder, staged and swapped in whole (recsim_llm.io).
-    with output_directory(args.out, "eval") as staging:
-        (staging / "drift_steps.csv").write_text(buffer.getvalue())
-        (staging / "drift_summary.md").write_text(text)
-        (staging / "drift.png").write_bytes(png.getvalue())
+    data = io.BytesIO()
+    fig.savefig(data, format="png", dpi=120)
+    with output_directory(out, "eval") as staging:
+        for name, value in texts.items():
+            (staging / name).write_text(value)
+        (staging / png).write_bytes(data.getvalue())
 
 
 if __name__ == "__main__":

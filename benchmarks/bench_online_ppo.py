@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    from bench_online_drift import save_figure_and_files
+
     from recsim_llm.agents.sb3 import check_sb3_model
-    from recsim_llm.io import check_out_dir, output_directory
+    from recsim_llm.io import check_out_dir
     from recsim_llm.scenarios import scenario_config
     from recsim_llm.stats import paired_difference
 
@@ -202,20 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         half = 1.96 * arr.std(axis=0, ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else 0 * mean
         ax.plot(steps, mean, label=f"PPO {mode}", linestyle="--" if mode == "frozen" else "-")
         ax.fill_between(steps, mean - half, mean + half, alpha=0.15)
-    shift = config.world.dynamics.shift_step
-    if shift >= 0:
-        ax.axvline(shift, color="k", linewidth=0.8)
-    ax.set_xlabel("session step")
     ax.set_ylabel("mean reward per user-step (min watched)")
     ax.set_title(f"{args.scenario}: PPO learning vs frozen, last third ({len(seeds)} seeds)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
-    with output_directory(args.out, "eval") as staging:
-        (staging / "drift_ppo.csv").write_text(buffer.getvalue())
-        (staging / "drift_ppo.md").write_text(text)
-        (staging / "drift_ppo.png").write_bytes(png.getvalue())
+    save_figure_and_files(
+        fig,
+        ax,
+        config.world.dynamics.shift_step,
+        args.out,
+        {"drift_ppo.csv": buffer.getvalue(), "drift_ppo.md": text},
+        "drift_ppo.png",
+    )
     return 0
 
 
