@@ -104,7 +104,10 @@ def ref_bow_update(enc, states, log, item_embeddings):
 
 
 def ref_lm_user(head, p, h):
-    u = p @ head["w_profile_t"] + h @ head["w_history_t"] + head["bias"]
+    # einsum like the env (session 5: einsum instead of BLAS `@`, which is slow to wake under
+    # contention; the same products, in einsum's summation order, so bit for bit again).
+    u = np.einsum("nd,de->ne", p, head["w_profile_t"])
+    u = u + np.einsum("nd,de->ne", h, head["w_history_t"]) + head["bias"]
     return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
 
 
