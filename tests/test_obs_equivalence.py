@@ -104,10 +104,7 @@ def ref_bow_update(enc, states, log, item_embeddings):
 
 
 def ref_lm_user(head, p, h):
-    # einsum like the env (session 5: einsum instead of BLAS `@`, which is slow to wake under
-    # contention; the same products, in einsum's summation order, so bit for bit again).
-    u = np.einsum("nd,de->ne", p, head["w_profile_t"])
-    u = u + np.einsum("nd,de->ne", h, head["w_history_t"]) + head["bias"]
+    u = p @ head["w_profile_t"] + h @ head["w_history_t"] + head["bias"]
     return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
 
 
