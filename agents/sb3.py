@@ -63,7 +63,8 @@ def train_sb3(
     ``"MlpPolicy"`` (the comparison row) on the flat view of the observation
     (``SB3VecEnv(flatten=True)``); ``"MultiInputPolicy"`` on the ``Dict`` observation.
     ``encoder_prior`` > 0 (scorer, LM state): the scorer starts from the encoder's click logit
-    at that gain (see ``scorer_kwargs``). The batched world and the encoder stay in this process (no subprocess per env). With
+    at that gain (see ``scorer_kwargs``; it reads the encoder ``config.encoder_path`` names,
+    not an ``encoder`` object passed here). The batched world and the encoder stay in this process (no subprocess per env). With
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
     the model is the same with or without it).
     """
@@ -282,13 +283,7 @@ def make_sb3_model(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if policy not in SB3_POLICIES:
         raise ValueError(f"policy must be one of {SB3_POLICIES}, got {policy!r}")
-    if encoder_prior and policy != "scorer":
-        raise ValueError(f"encoder_prior needs policy 'scorer', got {policy!r}")
-    if encoder_prior and config.encoder not in ("lm-fast", "lm-exact"):
-        raise ValueError(
-            f"encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got encoder "
-            f"{config.encoder!r}"
-        )
+    check_encoder_prior(encoder_prior, policy, config)  # before the env is built
     torch.manual_seed(seed)
     venv = SB3VecEnv(
         SlateVectorEnv(num_envs=n_envs, config=config, encoder=encoder),
@@ -303,6 +298,28 @@ def make_sb3_model(
             **(kwargs.get("policy_kwargs") or {}),
         }
     return getattr(sb3, algorithm)(policy_class(policy), venv, **kwargs)
+
+
+def check_encoder_prior(encoder_prior: Any, policy: str, config: EnvConfig) -> None:
+    """Refuse a bad ``encoder_prior`` gain before any work (``ValueError`` naming it).
+
+    It must be a finite number >= 0 (not a bool); > 0 needs ``policy="scorer"`` and an LM
+    state (``config.encoder`` 'lm-fast' or 'lm-exact'; the prior is read from the encoder
+    ``config.encoder_path`` names, '' = the shipped one).
+    """
+    if (
+        isinstance(encoder_prior, bool)
+        or not isinstance(encoder_prior, (int, float))
+        or not (np.isfinite(encoder_prior) and encoder_prior >= 0)
+    ):
+        raise ValueError(f"encoder_prior must be a finite number >= 0, got {encoder_prior!r}")
+    if encoder_prior and policy != "scorer":
+        raise ValueError(f"encoder_prior needs policy 'scorer', got {policy!r}")
+    if encoder_prior and config.encoder not in ("lm-fast", "lm-exact"):
+        raise ValueError(
+            f"encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got encoder "
+            f"{config.encoder!r}"
+        )
 
 
 def policy_class(policy: str) -> Any:

@@ -194,7 +194,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         starts at ``gain`` (default 1; larger = a sharper Plackett–Luce start), is added to every
         candidate's score. The MLP's output starts near 0 (score-head gain 0.01), so the
         untrained policy's most likely slate is the encoder's greedy one (``EncoderGreedyPolicy``)
-        and PPO learns a residual on it. None (default) = no prior.
+        and PPO learns a residual on it (with ``ortho_init``, SB3's default). None (default) =
+        no prior.
     :param normalize_obs: standardise the user vector and each candidate's features (per
         feature, candidates pooled over positions) by running means and variances, updated on
         the observations of rollout collection (``forward``) and frozen otherwise; they are
@@ -278,12 +279,21 @@ class CandidateScorerPolicy(ActorCriticPolicy):
                 "encoder_prior must be a dict with keys 'scale', 'w', 'b' (and optionally "
                 f"'gain'), got {prior!r}"
             )
+        for key in ("scale", "b", "gain"):
+            value = prior.get(key, 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"encoder_prior[{key!r}] must be a number, got {value!r}")
         gain = float(prior.get("gain", 1.0))
         if not (np.isfinite(gain) and gain > 0):
             raise ValueError(f"encoder_prior['gain'] must be a finite number > 0, got {gain}")
         if affinity_dim < 1:
             raise ValueError("encoder_prior needs affinity_dim >= 1 (the encoder's u and v width)")
-        w = np.asarray(prior["w"], dtype=np.float64).reshape(-1)
+        try:
+            w = np.asarray(prior["w"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"encoder_prior['w'] must be {affinity_dim} numbers, got {prior['w']!r}"
+            ) from None
         scale, b = float(prior["scale"]), float(prior["b"])
         if w.size != affinity_dim or not np.all(np.isfinite(w)):
             raise ValueError(

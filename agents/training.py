@@ -177,6 +177,11 @@ class TrainSettings:
             )
 
 
+ADDED_SETTINGS: dict[str, Any] = {"encoder_prior": 0.0}
+"""``TrainSettings`` fields added after runs were first recorded, with the value such a run
+had: a resume fills them into an older ``config.json`` before comparing settings."""
+
+
 def run_settings(config: EnvConfig, settings: TrainSettings) -> dict[str, Any]:
     """The settings a resume must match, as plain JSON values.
 
@@ -265,8 +270,12 @@ def _saved_settings(path: Path, what: str) -> Any:
         ValueError: there is no readable ``config.json`` with settings.
     """
     try:
-        return json.loads((path / CONFIG).read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = json.loads((path / CONFIG).read_text(encoding="utf-8"))["settings"]
+        # A run recorded before a setting existed ran with that setting's default.
+        for key, default in ADDED_SETTINGS.items():
+            saved.setdefault(key, default)
+        return saved
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ValueError(
             f"cannot resume {path}: it is not {what} (no readable {CONFIG} with settings); "
             "start it without --resume"

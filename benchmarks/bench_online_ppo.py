@@ -13,10 +13,11 @@ a training or evaluation seed):
 Rewards are grouped by the session step at which they were earned. ``drift_ppo.csv`` holds the
 tidy per-step means (mode, seed, part, session step, mean reward, count) for the whole online
 period (``all``) and its last third (``late``, after most of the learning); ``drift_ppo.md`` the
-means before the shift (steps 30..39), after it (40..59), late in the session (60..99) and over
-the whole session, with paired learning − frozen differences and 95% bootstrap intervals over
-the training seeds (``recsim_llm.stats.paired_difference``); ``drift_ppo.png`` the curves. One
-marked output folder (``recsim_llm.io``): a foreign ``--out`` is refused before any work.
+means before the shift (the 10 steps before it), after it (the 20 steps from it), late in the
+session (the rest) and over the whole session (``session_windows``), with paired learning −
+frozen differences and 95% bootstrap intervals over the training seeds
+(``recsim_llm.stats.paired_difference``); ``drift_ppo.png`` the curves. One marked output
+folder (``recsim_llm.io``): a foreign ``--out`` is refused before any work.
 
     python benchmarks/bench_online_ppo.py --runs RUNS --scenario taste-shift --out OUT
 """
@@ -33,7 +34,24 @@ from pathlib import Path
 import numpy as np
 
 PARTS = ("all", "late")
-WINDOWS = (("before (30..39)", 30, 40), ("after (40..59)", 40, 60), ("late (60..99)", 60, 100))
+
+
+def session_windows(shift: int, horizon: int) -> list[tuple[str, int, int]]:
+    """(label, first step, end) of the before / after / late windows around the shift.
+
+    Without a shift (``shift < 0``: e.g. the ``default`` control) the same steps as
+    ``taste-shift``'s (shift at 40) are used, so the two tables line up; windows are clipped to
+    the horizon and empty ones left out, then the whole session is added.
+    """
+    ref = shift if shift >= 0 else 40
+    tag = "" if shift >= 0 else ", no shift"
+    spans = [
+        ("before", max(0, ref - 10), min(ref, horizon)),
+        ("after", min(ref, horizon), min(ref + 20, horizon)),
+        ("late", min(ref + 20, horizon), horizon),
+    ]
+    out = [(f"{name} ({lo}..{hi - 1}{tag})", lo, hi) for name, lo, hi in spans if hi > lo]
+    return [*out, ("whole session", 0, horizon)]
 
 
 def deploy(model_path: Path, config, env_seed: int, steps: int, users: int, learn: bool):
@@ -154,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 [mode, seed, part, t, f"{r:.5f}", int(c)]
                 for t, (r, c) in enumerate(zip(run, n, strict=True))
             )
-    windows = (*WINDOWS, ("whole session", 0, horizon))
+    windows = session_windows(config.world.dynamics.shift_step, horizon)
     lines = [
         f"`python benchmarks/bench_online_ppo.py --runs {args.runs} --scenario {args.scenario} "
         f"--steps {args.steps} --users {args.users} --out OUT` ({seconds:.0f} s; "

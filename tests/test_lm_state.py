@@ -295,3 +295,17 @@ def test_world_hash_ignores_later_switches_only_while_they_are_off():
     assert world_hash(replace(base, users=UserConfig(bot_fraction=0.0))) == world_hash(base)
     assert world_hash(replace(base, users=UserConfig(bot_fraction=0.1))) != world_hash(base)
     assert world_hash(replace(base, choice=ChoiceConfig(cascade_share=0.5))) != world_hash(base)
+
+
+def test_fast_head_in_blocks_equals_one_product_for_the_shipped_encoder():
+    from recsim_llm.lm.state import LMFastEncoder
+
+    enc = LMFastEncoder()
+    head = enc.bundle.head
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 63, 64, 65, 129, 130, 1025):
+        wide = rng.standard_normal((n, enc.user_dim)).astype(np.float32)
+        p, h = wide[:, enc.dim : 2 * enc.dim], wide[:, 2 * enc.dim : 3 * enc.dim]
+        want = p @ head["w_profile_t"] + h @ head["w_history_t"] + head["bias"]
+        want /= np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
+        assert np.array_equal(enc._user(p, h), want), n

@@ -409,6 +409,8 @@ def test_encoder_prior_makes_the_untrained_policy_rank_by_the_encoder_logit(tmp_
     model.save(tmp_path / "m.zip")
     loaded = PPO.load(tmp_path / "m.zip", device="cpu")
     assert loaded.policy.encoder_prior == {**prior, "gain": gain or 1.0}
+    # The learnt gain itself (not just the ranking it leaves) survives save/load.
+    assert float(loaded.policy.prior_gain) == float(model.policy.prior_gain)
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         np.testing.assert_array_equal(
@@ -425,6 +427,13 @@ def test_encoder_prior_makes_the_untrained_policy_rank_by_the_encoder_logit(tmp_
         ({"scale": 1.0, "w": [0.0] * 4, "b": 0.0}, 0, "affinity_dim >= 1"),
         ({"scale": 1.0, "w": [0.0] * 4, "b": 0.0, "gain": 0.0}, 4, "gain"),
         ({"scale": 1.0, "w": [0.0] * 4, "b": 0.0, "tau": 1.0}, 4, "optionally 'gain'"),
+        (
+            {"scale": "big", "w": [0.0] * 4, "b": 0.0},
+            4,
+            r"encoder_prior\['scale'\] must be a number",
+        ),
+        ({"scale": 1.0, "w": [0.0] * 4, "b": 0.0, "gain": True}, 4, r"\['gain'\] must be a number"),
+        ({"scale": 1.0, "w": "abcd", "b": 0.0}, 4, r"encoder_prior\['w'\] must be 4 numbers"),
     ],
 )
 def test_bad_encoder_prior_is_refused_with_the_parameter_named(prior, affinity, match):

@@ -205,6 +205,9 @@ def test_settings_are_checked(tmp_path):
         TrainSettings(encoder_prior=-1.0)
     with pytest.raises(ValueError, match="encoder_prior needs policy 'scorer'"):
         TrainSettings(policy="MlpPolicy", encoder_prior=2.0)
+    for bad in (float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="encoder_prior must be a finite number >= 0"):
+            TrainSettings(encoder_prior=bad)
 
 
 def test_encoder_prior_is_refused_without_an_lm_state_before_any_work(tmp_path, capsys):
@@ -216,6 +219,42 @@ def test_encoder_prior_is_refused_without_an_lm_state_before_any_work(tmp_path, 
         main(_train(out, "--steps", "256", "--encoder-prior", "-1"))
     assert "must be a finite number >= 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_make_sb3_model_refuses_a_bad_encoder_prior_before_building_the_env(monkeypatch):
+    from recsim_llm.agents import sb3
+    from recsim_llm.config import EnvConfig
+
+    def no_env(*args, **kwargs):
+        raise AssertionError("the env was built before the encoder_prior check")
+
+    monkeypatch.setattr("recsim_llm.envs.vector.SlateVectorEnv", no_env)
+    lm = EnvConfig(encoder="lm-fast")
+    for value, config, policy, match in (
+        (float("nan"), lm, "scorer", "encoder_prior must be a finite number >= 0"),
+        (-1.0, lm, "scorer", "encoder_prior must be a finite number >= 0"),
+        (2.0, lm, "MlpPolicy", "encoder_prior needs policy 'scorer'"),
+        (2.0, EnvConfig(encoder="bow"), "scorer", "encoder_prior needs an LM state"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            sb3.make_sb3_model(config, "PPO", 4, 0, policy=policy, encoder_prior=value)
+
+
+def test_a_run_recorded_before_encoder_prior_existed_still_resumes(tmp_path):
+    from recsim_llm.agents.training import TrainSettings, check_resume
+    from recsim_llm.scenarios import scenario_config
+
+    out = tmp_path / "run"
+    assert main(_train(out, "--steps", "256", "--eval-every", "0")) == 0
+    record = json.loads((out / "config.json").read_text())
+    del record["settings"]["encoder_prior"]  # as written before the setting existed
+    (out / "config.json").write_text(json.dumps(record))
+    config = scenario_config("default", encoder="bow", horizon=30)
+    same = dict(steps=256, n_envs=4, eval_every=0, eval_seeds=(100, 101), eval_users=4)
+    settings = TrainSettings(**same, scenario="default")
+    assert check_resume(out, config, settings) is None  # complete, and the settings match
+    with pytest.raises(ValueError, match="encoder_prior"):
+        check_resume(out, config, TrainSettings(**same, scenario="default", encoder_prior=1.0))
 
 
 def test_encoder_prior_run_starts_at_encoder_greedy_and_is_recorded(tmp_path):

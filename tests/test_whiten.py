@@ -94,3 +94,53 @@ def test_bad_prior_inputs_are_refused():
     slates = np.zeros((10, 5), dtype=np.int64)
     with pytest.raises(ValueError, match="both clicks and non-clicks"):
         click_prior_direction(x, slates, np.zeros((10, 5)), np.arange(60))
+
+
+def test_prior_row_stays_uncorrelated_when_the_spread_floor_applies():
+    # Spreads falling far below 5% of the top one: the floor scales those directions as if
+    # they had 5% (variance under 1), and the prior row is still orthogonal to all of them.
+    rng = np.random.default_rng(4)
+    scales = np.geomspace(10.0, 0.01, 24)
+    x = rng.standard_normal((500, 24)) * scales
+    d = rng.standard_normal(24)
+    model = _Model(24, 20)
+    whiten_projection(model, x, prior=d)
+    z = _project(model, x)
+    assert np.var(z[:, :19], axis=0).min() < 0.5  # the floor did apply
+    corr = np.corrcoef(z.T)[-1, :-1]
+    assert np.abs(corr).max() < 1e-3
+    score = (x - x.mean(0)) @ d
+    a = np.c_[z, np.ones(len(z))]
+    fit = a @ np.linalg.lstsq(a, score, rcond=None)[0]
+    assert np.var(score - fit) / np.var(score) < 1e-6
+
+
+def test_prior_direction_needs_the_whitened_two_tower_start():
+    from recsim_llm.lm.finetune import FinetuneConfig
+
+    FinetuneConfig(prior_direction=True)  # the default start: fine
+    for bad in (
+        {"whiten": False},
+        {"objective": "pointwise"},
+        {"proj_dim": 0},
+        {"init_from": "some/encoder"},
+    ):
+        with pytest.raises(ValueError, match="prior_direction sets the whitened projection"):
+            FinetuneConfig(prior_direction=True, **bad)
+    with pytest.raises(ValueError, match="prior_direction must be True or False"):
+        FinetuneConfig(prior_direction="yes")
+
+
+def test_finetune_cli_bool_fields_are_on_off_flags():
+    import argparse
+
+    from recsim_llm.lm.finetune_cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--out", "x"]
+    assert parser.parse_args(base).prior_direction is False
+    assert parser.parse_args([*base, "--prior-direction"]).prior_direction is True
+    assert parser.parse_args([*base, "--no-prior-direction"]).prior_direction is False
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--prior-direction", "False"])  # no value: it is a switch

@@ -174,6 +174,16 @@ class FinetuneConfig:
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
         if not isinstance(self.prior_direction, bool):
             raise ValueError(f"prior_direction must be True or False, got {self.prior_direction!r}")
+        if self.prior_direction and (
+            self.whiten is not True
+            or self.objective != "two-tower"
+            or self.proj_dim < 2
+            or self.init_from
+        ):
+            raise ValueError(
+                "prior_direction sets the whitened projection's start: it needs whiten=True, "
+                "objective 'two-tower', proj_dim >= 2 and no init_from"
+            )
         if not isinstance(self.whiten, bool):
             raise ValueError(f"whiten must be True or False, got {self.whiten!r}")
         if not isinstance(self.keep_best, bool):
@@ -266,6 +276,13 @@ class Trainer:
             self.model.logit_bias.fill_(math.log(base_rate / (1.0 - base_rate)))
         if config.whiten and not config.init_from and config.objective == "two-tower":
             if config.proj_dim > 0:
+                if config.prior_direction:  # checked before the LM runs over the catalog
+                    shown = self.y[self.all_train_rows]
+                    if not 0 < float(shown.sum()) < shown.size:
+                        raise ValueError(
+                            "prior_direction needs training rows with both clicks and "
+                            f"non-clicks (label {config.label!r})"
+                        )
                 self.refresh_items()
                 assert self._pooled is not None
                 warm = np.setdiff1d(np.arange(data.n_items), self.split.cold_items)
@@ -721,11 +738,12 @@ def stopping_key(objective: str, slate_size: int) -> str:
 def click_prior_direction(
     pooled: np.ndarray, slates: np.ndarray, clicks: np.ndarray, items: np.ndarray
 ) -> np.ndarray:
-    """(hidden,) the direction of the pooled LM space that predicts an item's click rate.
+    """(hidden,) the direction of the pooled LM space that predicts an item's response rate.
 
-    Ridge regression over ``items`` (the warm ones) of each item's smoothed click logit in
-    ``slates``/``clicks`` (training rows: shown items and their 0/1 clicks; ten pseudo-impressions
-    at the overall rate) on its centred pooled output, each item weighted by its impressions;
+    Ridge regression over ``items`` (the warm ones) of each item's smoothed response logit in
+    ``slates``/``clicks`` (training rows: shown items and their 0/1 labels, clicks or the
+    config's ``label``; ten pseudo-impressions at the overall rate) on its centred pooled
+    output, each item weighted by its impressions;
     the ridge is 10% of the mean weighted variance per dimension. Items never shown weigh 0.
     """
     x = np.asarray(pooled, dtype=np.float64)[items]
@@ -787,7 +805,9 @@ def whiten_projection(model: Any, pooled: np.ndarray, prior: np.ndarray | None =
         # prior's score exactly (a linear read-out such as the item bias can recover it).
         z = xc @ weight[:n_pca].T
         score = xc @ d
-        row = d - (z.T @ score / x.shape[0]) @ weight[:n_pca]
+        # Least squares, not z.T @ score / n: floored directions have variance under 1.
+        coef = np.linalg.lstsq(z, score, rcond=None)[0]
+        row = d - coef @ weight[:n_pca]
         sd = float(np.std(xc @ row))
         if sd > 1e-6 * float(np.std(score)):  # else the span already holds it: keep PCA's row
             weight[n_pca] = row / sd
