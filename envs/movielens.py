@@ -1,4 +1,4 @@
-"""``RecSimLLM/MovieLens-v2``: slate recommendation in a world calibrated on MovieLens-100K.
+"""``RecSimLLM/MovieLens-v3``: slate recommendation in a world calibrated on MovieLens-100K.
 
 The MDP is ``SlateEnv``'s; only the world differs: items are the real movies, users are real
 users (fitted hidden tastes, demographic profile text), and choice, rating and churn parameters
@@ -87,6 +87,8 @@ class MovieLensEnv(SlateEnv):
     ``calibration``: a ``CalibrationConfig``. ``cache_dir``: on-disk cache of the fit.
 
     ## Version History
+    * v3: the shipped MovieLens encoder's projection keeps an item click-prior direction
+      (``finetune --prior-direction``), so LM states differ from v2's; the world is unchanged.
     * v2: LM states (``lm-fast``/``lm-exact``) without an ``encoder_path`` use the shipped
       MovieLens encoder (heads fit on MovieLens-100K ratings) instead of the synthetic world's.
     * v1: as ``SlateEnv`` v1: ``Dict`` observation, candidates in a seeded random order, four

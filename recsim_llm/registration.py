@@ -20,7 +20,7 @@ from typing import Any
 
 ENV_IDS = ("RecSimLLM/Slate-v1", "RecSimLLM/SlateScores-v1")
 
-DATA_ENV_IDS = ("RecSimLLM/MovieLens-v2",)
+DATA_ENV_IDS = ("RecSimLLM/MovieLens-v3",)
 """Ids that need a data directory (``gym.make(id, data_dir=...)``); not in ``ENV_IDS``."""
 
 
@@ -39,9 +39,9 @@ def register_envs() -> None:
             id="RecSimLLM/SlateScores-v1",
             entry_point="recsim_llm.envs.wrappers:make_scores_env",
         )
-    if "RecSimLLM/MovieLens-v2" not in gym.registry:
+    if "RecSimLLM/MovieLens-v3" not in gym.registry:
         gym.register(
-            id="RecSimLLM/MovieLens-v2",
+            id="RecSimLLM/MovieLens-v3",
             entry_point="recsim_llm.envs.movielens:MovieLensEnv",
             vector_entry_point="recsim_llm.envs.movielens:MovieLensVectorEnv",
         )

@@ -123,7 +123,7 @@ def test_same_seed_same_trajectory(fixture_dir: Path) -> None:
 
 def test_registered_id_and_vector_env(fixture_dir: Path) -> None:
     env = gym.make(
-        "RecSimLLM/MovieLens-v2", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST
+        "RecSimLLM/MovieLens-v3", data_dir=str(fixture_dir), config=SMALL_ENV, calibration=FAST
     )
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
@@ -342,7 +342,7 @@ def test_real_env_passes_the_same_checks_as_the_synthetic_one(real: calib.Calibr
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = gym.make(
-        "RecSimLLM/MovieLens-v2", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow")
+        "RecSimLLM/MovieLens-v3", data_dir=str(REAL_DATA), config=EnvConfig(encoder="bow")
     )
     assert env.unwrapped.calibration is real  # the fit is cached per data directory
     check_env(env.unwrapped, skip_render_check=True)
