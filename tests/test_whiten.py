@@ -7,7 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recsim_llm.lm.finetune import click_prior_direction, whiten_projection  # noqa: E402
+from recsim_llm.lm.finetune import (  # noqa: E402
+    click_prior_direction,
+    slate_prior_direction,
+    whiten_projection,
+)
 
 
 class _Model:
@@ -144,3 +148,39 @@ def test_finetune_cli_bool_fields_are_on_off_flags():
     assert parser.parse_args([*base, "--no-prior-direction"]).prior_direction is False
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--prior-direction", "False"])  # no value: it is a switch
+
+
+def test_slate_prior_direction_recovers_a_planted_direction_whatever_the_exposure():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    n_items, hidden = 200, 12
+    x = rng.standard_normal((n_items, hidden))
+    truth = np.zeros(hidden)
+    truth[3] = 1.0
+    # Exposure unrelated to the truth: the first 40 items are shown ten times as often.
+    weight = np.where(np.arange(n_items) < 40, 10.0, 1.0)
+    slates = np.stack(
+        [rng.choice(n_items, 5, replace=False, p=weight / weight.sum()) for _ in range(6000)]
+    )
+    utility = 1.5 * x[slates] @ truth
+    p = np.exp(utility) / np.exp(utility).sum(axis=1, keepdims=True)
+    chosen = np.array([rng.choice(5, p=row) for row in p])
+    clicks = np.zeros(slates.shape, dtype=np.float32)
+    clicks[np.arange(len(slates)), chosen] = 1.0
+    beta = slate_prior_direction(x, slates, clicks, np.arange(n_items))
+    assert beta @ truth / np.linalg.norm(beta) > 0.95
+    often = np.arange(n_items) < 40
+    score = x @ beta
+    # Shown often is not scored up: the same truth gives the same score on both groups.
+    resid = score - np.polyval(np.polyfit(x @ truth, score, 1), x @ truth)
+    assert abs(resid[often].mean() - resid[~often].mean()) < 0.1 * score.std()
+    with pytest.raises(ValueError, match="both clicks and non-clicks"):
+        slate_prior_direction(x, slates, np.zeros_like(clicks), np.arange(n_items))
+
+
+def test_prior_fit_is_checked():
+    from recsim_llm.lm.finetune import FinetuneConfig
+
+    assert FinetuneConfig(prior_direction=True, prior_fit="slate").prior_fit == "slate"
+    with pytest.raises(ValueError, match="prior_fit must be 'rate' or 'slate'"):
+        FinetuneConfig(prior_fit="ctr")

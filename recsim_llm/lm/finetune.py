@@ -115,6 +115,12 @@ class FinetuneConfig:
     whitened space a probe finds the clickbait openers at AUC 0.74; in the 384-d output at
     0.9999); this keeps that signal in the item vector, where the item bias ``b(v)`` can read
     it, for cold items too (it is a direction of the text space, not a per-item value)."""
+    prior_fit: str = "rate"
+    """How ``prior_direction`` is fit: 'rate' (ridge of each warm item's smoothed response
+    logit on its pooled output, impression-weighted; the only choice when a row shows one
+    item, as on MovieLens) or 'slate' (a conditional logit within each training slate: the
+    responded-to item against the others shown with it, so how often an item was shown does
+    not enter; measured better on cold items of the default world)."""
     item_refresh: int = 50
     """Two-tower: the item side reads the backbone's pooled item outputs computed without
     gradients, refreshed every this many optimiser steps (the LM's cost per step is then the
@@ -174,6 +180,8 @@ class FinetuneConfig:
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
         if not isinstance(self.prior_direction, bool):
             raise ValueError(f"prior_direction must be True or False, got {self.prior_direction!r}")
+        if self.prior_fit not in ("rate", "slate"):
+            raise ValueError(f"prior_fit must be 'rate' or 'slate', got {self.prior_fit!r}")
         if self.prior_direction and (
             self.whiten is not True
             or self.objective != "two-tower"
@@ -288,7 +296,12 @@ class Trainer:
                 warm = np.setdiff1d(np.arange(data.n_items), self.split.cold_items)
                 prior = None
                 if config.prior_direction:
-                    prior = click_prior_direction(
+                    fit = (
+                        slate_prior_direction
+                        if config.prior_fit == "slate"
+                        else (click_prior_direction)
+                    )
+                    prior = fit(
                         self._pooled,
                         data.slates[self.all_train_rows],
                         self.y[self.all_train_rows],
@@ -762,6 +775,57 @@ def click_prior_direction(
     ridge = 0.1 * np.trace(gram) / gram.shape[0]
     beta = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), xc.T @ (w * zc))
     return beta
+
+
+def slate_prior_direction(
+    pooled: np.ndarray,
+    slates: np.ndarray,
+    clicks: np.ndarray,
+    items: np.ndarray,
+    l2: float = 1e-2,
+    max_iter: int = 200,
+) -> np.ndarray:
+    """(hidden,) the item-prior direction fit *within* slates (a conditional logit).
+
+    Over the rows whose shown items are all in ``items`` (the warm ones) and that have a
+    response: maximise ``sum_j y_j log softmax_j(z_j · beta)`` over each row's shown items,
+    ``z`` the items' pooled outputs whitened over ``items`` (every direction with spread), with
+    an L2 penalty ``l2 |beta|^2``; L-BFGS. Comparing an item only with the items shown beside
+    it leaves out how often it was shown, so a warm item's own history does not inflate its
+    score against a cold one (the 'rate' fit ranks cold-item rows at per-row AUC 0.39–0.50 on
+    the default world, this one at 0.62–0.65). Returns the direction in the pooled space.
+    """
+    import torch
+
+    x = np.asarray(pooled, dtype=np.float64)
+    keep = np.zeros(x.shape[0], dtype=bool)
+    keep[items] = True
+    rows = (
+        keep[slates].all(axis=1) & (clicks.sum(axis=1) > 0) & (clicks.sum(axis=1) < clicks.shape[1])
+    )
+    if not rows.any():
+        raise ValueError("prior_direction needs training rows with both clicks and non-clicks")
+    mean = x[items].mean(axis=0)
+    _, sv, vt = np.linalg.svd(x[items] - mean, full_matrices=False)
+    rank = int((sv > 1e-6 * sv[0]).sum())
+    scale = math.sqrt(len(items)) / sv[:rank]
+    z = torch.from_numpy((((x - mean) @ vt[:rank].T) * scale).astype(np.float32))
+    shown = torch.from_numpy(np.ascontiguousarray(slates[rows]))
+    target = torch.from_numpy(np.ascontiguousarray(clicks[rows], dtype=np.float32))
+    beta = torch.zeros(rank, requires_grad=True)
+    optimiser = torch.optim.LBFGS([beta], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        optimiser.zero_grad()
+        logits = z[shown] @ beta
+        loss = -(torch.log_softmax(logits, dim=1) * target).sum(dim=1).mean()
+        loss = loss + l2 * beta.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    b = beta.detach().numpy().astype(np.float64)
+    return vt[:rank].T @ (b * scale)
 
 
 def whiten_projection(model: Any, pooled: np.ndarray, prior: np.ndarray | None = None) -> None:
