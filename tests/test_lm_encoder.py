@@ -522,3 +522,46 @@ def test_zero_epochs_skips_the_lm_stage_and_still_fits_the_fast_head(
         base = enc.encode_items(texts)
     np.testing.assert_allclose(base, enc.encode_items(texts), atol=1e-6)
     assert metrics["fast_head"]["fast_rows"] > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"prior_direction": True},
+        {"prior_direction": True, "prior_fit": "slate", "fast_loss": "slate"},
+    ],
+)
+def test_prior_direction_and_slate_losses_fine_tune_end_to_end(
+    tmp_path, tiny_model, logs, tiny_finetune, options
+):
+    """Heads only with the click-prior direction (and the within-slate fits): the encoder is
+    written, its projection differs from the plain whitened one only in the last row, and the
+    fast head was fit (finite scores)."""
+    from safetensors.numpy import load_file
+
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+
+    kw = {**tiny_finetune, "epochs": 0, "proj_dim": 8}  # under the tiny LM's width (32)
+    plain = finetune(
+        logs, tmp_path / "plain", FinetuneConfig(model_path=str(tiny_model), **kw), progress=False
+    )
+    out = finetune(
+        logs,
+        tmp_path / "prior",
+        FinetuneConfig(model_path=str(tiny_model), **kw, **options),
+        progress=False,
+    )
+    a, b = load_file(plain / "heads.safetensors"), load_file(out / "heads.safetensors")
+    key = next(k for k in a if k.endswith("proj.weight"))
+    np.testing.assert_allclose(a[key][:-1], b[key][:-1], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(a[key][-1], b[key][-1], atol=1e-3)
+    recorded = json.loads((out / "encoder.json").read_text())["finetune"]
+    assert all(recorded[k] == v for k, v in options.items())
+    assert json.loads((out / "metrics.json").read_text())["fast_head"]["fast_rows"] > 0
+
+
+def test_fast_loss_is_checked():
+    from recsim_llm.lm.finetune import FinetuneConfig
+
+    with pytest.raises(ValueError, match="fast_loss must be 'bce' or 'slate'"):
+        FinetuneConfig(fast_loss="mse")

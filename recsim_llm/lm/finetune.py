@@ -90,6 +90,10 @@ class FinetuneConfig:
     fast_epochs: int = 1200
     """Optimiser steps (512 rows each) of the fast head's fit."""
     fast_lr: float = 3e-3
+    fast_loss: str = "bce"
+    """The fast stage's click objective: 'bce' (binary cross-entropy on every shown item of
+    every training row) or 'slate' (a conditional logit within each row's shown items, rows
+    with a response only: how often an item was shown does not enter)."""
     fast_distil: float = 0.0
     """Weight of the distillation term (1 - cosine to the exact tower) in the fast head's loss."""
     seed: int = 0
@@ -180,6 +184,8 @@ class FinetuneConfig:
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
         if not isinstance(self.prior_direction, bool):
             raise ValueError(f"prior_direction must be True or False, got {self.prior_direction!r}")
+        if self.fast_loss not in ("bce", "slate"):
+            raise ValueError(f"fast_loss must be 'bce' or 'slate', got {self.fast_loss!r}")
         if self.prior_fit not in ("rate", "slate"):
             raise ValueError(f"prior_fit must be 'rate' or 'slate', got {self.prior_fit!r}")
         if self.prior_direction and (
@@ -688,7 +694,17 @@ class Trainer:
             )
             scale = model.logit_scale.exp()
             logit = scale * (state[:, None, :] * slate_v[order]).sum(-1) + slate_b
-            bce = F.binary_cross_entropy_with_logits(logit, t["y"][order], weight=t["ok"][order])
+            if cfg.fast_loss == "slate":
+                # A conditional logit within each slate (rows with a response; cold items out).
+                ok = t["ok"][order] > 0
+                target = t["y"][order] * ok
+                has = target.sum(-1) > 0
+                logp = torch.log_softmax(logit.masked_fill(~ok, -1e9), dim=-1)
+                bce = -(target[has] * logp[has]).sum(-1).mean()
+            else:
+                bce = F.binary_cross_entropy_with_logits(
+                    logit, t["y"][order], weight=t["ok"][order]
+                )
             loss = bce
             if cfg.fast_distil > 0:
                 pick = torch.from_numpy(self.rng.permutation(distil_rows.size)[:256])
