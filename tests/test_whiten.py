@@ -184,3 +184,5 @@ def test_prior_fit_is_checked():
     assert FinetuneConfig(prior_direction=True, prior_fit="slate").prior_fit == "slate"
     with pytest.raises(ValueError, match="prior_fit must be 'rate' or 'slate'"):
         FinetuneConfig(prior_fit="ctr")
+    with pytest.raises(ValueError, match="prior_fit 'slate' needs prior_direction=True"):
+        FinetuneConfig(prior_fit="slate")

@@ -124,7 +124,8 @@ class FinetuneConfig:
     logit on its pooled output, impression-weighted; the only choice when a row shows one
     item, as on MovieLens) or 'slate' (a conditional logit within each training slate: the
     responded-to item against the others shown with it, so how often an item was shown does
-    not enter; measured better on cold items of the default world)."""
+    not enter; neither ranks cold-item rows above chance on the default world,
+    ``benchmarks/prior_direction_cold.py``)."""
     item_refresh: int = 50
     """Two-tower: the item side reads the backbone's pooled item outputs computed without
     gradients, refreshed every this many optimiser steps (the LM's cost per step is then the
@@ -188,6 +189,11 @@ class FinetuneConfig:
             raise ValueError(f"fast_loss must be 'bce' or 'slate', got {self.fast_loss!r}")
         if self.prior_fit not in ("rate", "slate"):
             raise ValueError(f"prior_fit must be 'rate' or 'slate', got {self.prior_fit!r}")
+        if self.prior_fit != "rate" and not self.prior_direction:
+            raise ValueError(
+                f"prior_fit {self.prior_fit!r} needs prior_direction=True (it says how that "
+                "direction is fit)"
+            )
         if self.prior_direction and (
             self.whiten is not True
             or self.objective != "two-tower"
@@ -807,9 +813,9 @@ def slate_prior_direction(
     response: maximise ``sum_j y_j log softmax_j(z_j · beta)`` over each row's shown items,
     ``z`` the items' pooled outputs whitened over ``items`` (every direction with spread), with
     an L2 penalty ``l2 |beta|^2``; L-BFGS. Comparing an item only with the items shown beside
-    it leaves out how often it was shown, so a warm item's own history does not inflate its
-    score against a cold one (the 'rate' fit ranks cold-item rows at per-row AUC 0.39–0.50 on
-    the default world, this one at 0.62–0.65). Returns the direction in the pooled space.
+    it leaves out how often it was shown (on the default world it does not rank cold-item rows
+    better than the 'rate' fit: ``benchmarks/prior_direction_cold.py``). Returns the direction
+    in the pooled space.
     """
     import torch
 
