@@ -565,3 +565,47 @@ def test_fast_loss_is_checked():
 
     with pytest.raises(ValueError, match="fast_loss must be 'bce' or 'slate'"):
         FinetuneConfig(fast_loss="mse")
+
+
+def test_fast_proj_trains_the_projection_and_the_saved_encoder_uses_it(
+    tmp_path, tiny_model, logs, tiny_finetune
+):
+    """``fast_proj``: the fast stage moves the projection (the LM stays as it was), and the
+    written encoder's item vectors are the unit-norm projection of the pooled LM outputs under
+    the trained projection (what the env's ``lm-fast`` state and candidate features read)."""
+    import torch
+    from safetensors.numpy import load_file
+
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+    from recsim_llm.lm.model import encode_texts
+    from recsim_llm.lm.store import load_encoder
+
+    kw = {**tiny_finetune, "epochs": 0, "proj_dim": 8}
+    plain = finetune(
+        logs, tmp_path / "plain", FinetuneConfig(model_path=str(tiny_model), **kw), progress=False
+    )
+    out = finetune(
+        logs,
+        tmp_path / "proj",
+        FinetuneConfig(model_path=str(tiny_model), fast_proj=True, **kw),
+        progress=False,
+    )
+    a, b = load_file(plain / "heads.safetensors"), load_file(out / "heads.safetensors")
+    key = next(k for k in a if k.endswith("proj.weight"))
+    assert np.abs(a[key] - b[key]).max() > 1e-3  # the projection learnt
+    assert json.loads((out / "encoder.json").read_text())["finetune"]["fast_proj"] is True
+    enc = load_encoder(out)
+    texts = ["The jazz club. Genres: Music.", "Shocking: the galaxy story. Genres: Sci-Fi."]
+    pooled = encode_texts(enc.model, enc.tokenizer, texts, 64, pooled=True)
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(enc.model.proj(torch.from_numpy(pooled)), dim=-1)
+    np.testing.assert_allclose(enc.encode_items(texts), want.numpy(), atol=1e-5)
+
+
+def test_fast_proj_needs_a_projection():
+    from recsim_llm.lm.finetune import FinetuneConfig
+
+    with pytest.raises(ValueError, match="fast_proj"):
+        FinetuneConfig(fast_proj=True, proj_dim=0)
+    with pytest.raises(ValueError, match="fast_proj must be True or False"):
+        FinetuneConfig(fast_proj=1)

@@ -96,6 +96,17 @@ class FinetuneConfig:
     with a response only: how often an item was shown does not enter)."""
     fast_distil: float = 0.0
     """Weight of the distillation term (1 - cosine to the exact tower) in the fast head's loss."""
+    fast_proj: bool = False
+    """The fast stage trains the projection too (on the LM's cached pooled outputs of items,
+    profiles and the distillation histories: the LM itself stays frozen there). The whitened
+    start keeps MiniLM's top principal directions, which are mostly topic words mixed with
+    filler; fitting the projection on every training row's clicks lets the item and user
+    vectors keep the directions that predict them (topic, clickbait wording, quality words).
+    The exact tower shares the projection, so it moves with it."""
+    fast_proj_l2: float = 0.0
+    """With ``fast_proj``: weight of an L2 pull of the projection toward its start (squared
+    Frobenius distance over the start's squared norm); it limits how far the projection can
+    fit single warm items, which does not carry to items never seen in training."""
     seed: int = 0
     threads: int = 2
     """torch CPU threads (0 = torch default)."""
@@ -171,6 +182,7 @@ class FinetuneConfig:
             ("softmax_weight", 0.0, 100.0),
             ("fast_distil", 0.0, 100.0),
             ("fast_lr", 1e-6, 1.0),
+            ("fast_proj_l2", 0.0, 1e6),
         ):
             value = getattr(self, name)
             if (
@@ -183,6 +195,14 @@ class FinetuneConfig:
             raise ValueError(f"init_from must be a directory path (str), got {self.init_from!r}")
         if not isinstance(self.logq, bool):
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
+        if not isinstance(self.fast_proj, bool):
+            raise ValueError(f"fast_proj must be True or False, got {self.fast_proj!r}")
+        if self.fast_proj and (self.proj_dim < 1 or self.objective != "two-tower"):
+            raise ValueError(
+                "fast_proj trains the projection in the fast stage: it needs proj_dim >= 1 and "
+                f"objective 'two-tower', got proj_dim {self.proj_dim!r}, objective "
+                f"{self.objective!r}"
+            )
         if not isinstance(self.prior_direction, bool):
             raise ValueError(f"prior_direction must be True or False, got {self.prior_direction!r}")
         if self.fast_loss not in ("bce", "slate"):
@@ -636,27 +656,38 @@ class Trainer:
                 "items ...",
                 flush=True,
             )
+        # With fast_proj the stage reads the LM's pooled outputs and projects them itself (the
+        # projection learns); otherwise the fixed unit-norm tower embeddings.
+        pooled = cfg.fast_proj
         exact = self.encode_users(
-            [self.user_text(r, True) for r in distil_rows.tolist()], "fast head: histories"
+            [self.user_text(r, True) for r in distil_rows.tolist()],
+            "fast head: histories",
+            pooled=pooled,
         )
         profile_of = [self.data.profiles[r] for r in rows.tolist()]
         unique_profiles = sorted(set(profile_of))
-        p_emb = self.encode_users([text.history_text(p, []) for p in unique_profiles])
+        p_emb = self.encode_users(
+            [text.history_text(p, []) for p in unique_profiles], pooled=pooled
+        )
         p_idx = {p: i for i, p in enumerate(unique_profiles)}
-        profiles = p_emb[[p_idx[p] for p in profile_of]]
+        profile_ids = np.array([p_idx[p] for p in profile_of], dtype=np.int64)
         max_events = cfg.history_steps * self.data.slates.shape[1]
         items, types, ages, mask = self.train_hist.arrays(rows, max_events)
         slates = self.data.slates[rows]
         used = np.unique(np.concatenate([items[mask], slates.ravel()]))
-        item_emb = np.zeros((self.data.n_items, model.dim), dtype=np.float32)
-        item_emb[used] = self.encode_items([self.data.item_texts[i] for i in used.tolist()])
+        width = model.hidden if pooled else model.dim
+        item_emb = np.zeros((self.data.n_items, width), dtype=np.float32)
+        item_emb[used] = self.encode_items(
+            [self.data.item_texts[i] for i in used.tolist()], pooled=pooled
+        )
         y = self.y[rows]
         ok = ~self.cold[slates]
         d_local = np.searchsorted(rows, distil_rows)
         t = {
             k: torch.from_numpy(np.ascontiguousarray(v))
             for k, v in dict(
-                p=profiles,
+                p=p_emb,
+                p_ids=profile_ids,
                 items=items,
                 types=types,
                 ages=ages,
@@ -679,27 +710,40 @@ class Trainer:
             model.logit_bias,
             model.logit_scale,
         ]
+        if pooled:
+            refit += list(model.proj.parameters())
+            proj_start = model.proj.weight.detach().clone()
+            proj_norm = float((proj_start**2).sum())
         optimiser = torch.optim.Adam(refit, lr=cfg.fast_lr)
-        emb = t["emb"]
-        slate_v = emb[t["slates"]]
+
+        def towers() -> tuple[Any, Any, Any]:
+            """(item embeddings, profile embeddings per row, exact states) at this step."""
+            if not pooled:
+                return t["emb"], t["p"][t["p_ids"]], t["exact"]
+            return (
+                F.normalize(model.proj(t["emb"]), dim=-1),
+                F.normalize(model.proj(t["p"]), dim=-1)[t["p_ids"]],
+                F.normalize(model.proj(t["exact"]), dim=-1),
+            )
+
         n_pos = min(slates.shape[1], MAX_POSITIONS)
         positions = torch.arange(slates.shape[1]).clamp(max=n_pos - 1)
         bar = self._bar(cfg.fast_epochs, "fast head")
         n_batch = 512  # rows per step of the click objective (and 256 distillation rows)
         for _ in range(cfg.fast_epochs):
+            emb, profiles, exact_states = towers()
             order = torch.from_numpy(self.rng.permutation(rows.size)[:n_batch])
             state = head(
-                t["p"][order],
+                profiles[order],
                 emb[t["items"][order]],
                 t["types"][order],
                 t["ages"][order],
                 t["mask"][order],
             )
-            slate_b = (
-                model.bias_of(slate_v[order]) + model.logit_bias + model.position_bias[positions]
-            )
+            slate_v = emb[t["slates"][order]]
+            slate_b = model.bias_of(slate_v) + model.logit_bias + model.position_bias[positions]
             scale = model.logit_scale.exp()
-            logit = scale * (state[:, None, :] * slate_v[order]).sum(-1) + slate_b
+            logit = scale * (state[:, None, :] * slate_v).sum(-1) + slate_b
             if cfg.fast_loss == "slate":
                 # A conditional logit within each slate (rows with a response; cold items out).
                 ok = t["ok"][order] > 0
@@ -712,13 +756,16 @@ class Trainer:
                     logit, t["y"][order], weight=t["ok"][order]
                 )
             loss = bce
+            if pooled and cfg.fast_proj_l2 > 0:
+                drift = ((model.proj.weight - proj_start) ** 2).sum() / proj_norm
+                loss = loss + cfg.fast_proj_l2 * drift
             if cfg.fast_distil > 0:
                 pick = torch.from_numpy(self.rng.permutation(distil_rows.size)[:256])
                 dl = t["d_local"][pick]
                 d_state = head(
-                    t["p"][dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+                    profiles[dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
                 )
-                distil = (1.0 - (d_state * t["exact"][pick]).sum(-1)).mean()
+                distil = (1.0 - (d_state * exact_states[pick]).sum(-1)).mean()
                 loss = loss + cfg.fast_distil * distil
             optimiser.zero_grad()
             loss.backward()
@@ -729,23 +776,26 @@ class Trainer:
         if bar is not None:
             bar.close()
         with torch.no_grad():
+            emb, profiles, exact_states = towers()
             dl = t["d_local"]
             state = head(
-                t["p"][dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+                profiles[dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
             )
-            cos = float((state * t["exact"]).sum(-1).mean())
+            cos = float((state * exact_states).sum(-1).mean())
         return {
             "fast_train_cosine": cos,
             "fast_rows": int(rows.size),
             "fast_distil_rows": int(dl.numel()),
         }
 
-    def encode_items(self, texts: list[str]) -> np.ndarray:
+    def encode_items(self, texts: list[str], pooled: bool = False) -> np.ndarray:
         from recsim_llm.lm.model import encode_texts
 
-        return encode_texts(self.model, self.tokenizer, texts, self.config.item_max_length)
+        return encode_texts(
+            self.model, self.tokenizer, texts, self.config.item_max_length, pooled=pooled
+        )
 
-    def encode_users(self, texts: list[str], desc: str = "") -> np.ndarray:
+    def encode_users(self, texts: list[str], desc: str = "", pooled: bool = False) -> np.ndarray:
         from recsim_llm.lm.model import encode_texts
 
         return encode_texts(
@@ -755,6 +805,7 @@ class Trainer:
             self.config.user_max_length,
             32,
             progress=desc if self.progress else "",
+            pooled=pooled,
         )
 
 

@@ -313,8 +313,10 @@ def encode_texts(
     batch_size: int = 64,
     raw: bool = False,
     progress: str = "",
+    pooled: bool = False,
 ) -> np.ndarray:
-    """(len(texts), dim) float32 tower embeddings in eval mode (``raw``: mean-pooled backbone).
+    """(len(texts), dim) float32 tower embeddings in eval mode (``raw``: mean-pooled backbone,
+    unit norm; ``pooled``: mean-pooled backbone as the projection reads it, not normalised).
 
     Texts are encoded in length-sorted batches (less padding), results in input order.
     ``progress``: when non-empty, a tqdm bar with this description.
@@ -323,7 +325,7 @@ def encode_texts(
 
     was_training = model.training
     model.eval()
-    dim = model.hidden if raw else model.dim
+    dim = model.hidden if raw or pooled else model.dim
     out = np.zeros((len(texts), dim), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")
     starts = range(0, len(texts), batch_size)
@@ -335,7 +337,9 @@ def encode_texts(
         for start in starts:
             idx = order[start : start + batch_size]
             batch = tokenize(tokenizer, [texts[i] for i in idx], max_length)
-            if raw:
+            if pooled:
+                vec = model.pooled(batch)
+            elif raw:
                 vec = torch.nn.functional.normalize(model.pooled(batch), dim=-1)
             else:
                 vec = model.embed(batch)
