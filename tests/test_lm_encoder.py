@@ -609,3 +609,29 @@ def test_fast_proj_needs_a_projection():
         FinetuneConfig(fast_proj=True, proj_dim=0)
     with pytest.raises(ValueError, match="fast_proj must be True or False"):
         FinetuneConfig(fast_proj=1)
+
+
+def test_id_bias_is_used_in_training_only(tmp_path, tiny_model, logs, tiny_finetune):
+    """``id_bias``: the per-item training bias changes the fit (the projection ends elsewhere)
+    but is not saved: the encoder holds the same heads as one fit without it."""
+    from safetensors.numpy import load_file
+
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+
+    kw = {**tiny_finetune, "epochs": 0, "proj_dim": 8, "fast_proj": True}
+    plain = finetune(
+        logs, tmp_path / "plain", FinetuneConfig(model_path=str(tiny_model), **kw), progress=False
+    )
+    out = finetune(
+        logs,
+        tmp_path / "ids",
+        FinetuneConfig(model_path=str(tiny_model), id_bias=True, **kw),
+        progress=False,
+    )
+    a, b = load_file(plain / "heads.safetensors"), load_file(out / "heads.safetensors")
+    assert sorted(a) == sorted(b)
+    key = next(k for k in a if k.endswith("proj.weight"))
+    assert not np.allclose(a[key], b[key], atol=1e-4)
+    assert json.loads((out / "encoder.json").read_text())["finetune"]["id_bias"] is True
+    with pytest.raises(ValueError, match="id_bias must be True or False"):
+        FinetuneConfig(id_bias="yes")

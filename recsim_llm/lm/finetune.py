@@ -103,6 +103,11 @@ class FinetuneConfig:
     filler; fitting the projection on every training row's clicks lets the item and user
     vectors keep the directions that predict them (topic, clickbait wording, quality words).
     The exact tower shares the projection, so it moves with it."""
+    id_bias: bool = False
+    """The fast stage adds a free bias per warm training item to the training logits (not
+    saved, never used to score): item-specific click rates go there, so the text-based item
+    prior ``b(v)`` and the projection learn only what carries over to other items (as
+    DropoutNet-style hybrid recommenders keep ID effects out of the content part)."""
     fast_proj_l2: float = 0.0
     """With ``fast_proj``: weight of an L2 pull of the projection toward its start (squared
     Frobenius distance over the start's squared norm); it limits how far the projection can
@@ -195,6 +200,8 @@ class FinetuneConfig:
             raise ValueError(f"init_from must be a directory path (str), got {self.init_from!r}")
         if not isinstance(self.logq, bool):
             raise ValueError(f"logq must be True or False, got {self.logq!r}")
+        if not isinstance(self.id_bias, bool):
+            raise ValueError(f"id_bias must be True or False, got {self.id_bias!r}")
         if not isinstance(self.fast_proj, bool):
             raise ValueError(f"fast_proj must be True or False, got {self.fast_proj!r}")
         if self.fast_proj and (self.proj_dim < 1 or self.objective != "two-tower"):
@@ -714,6 +721,10 @@ class Trainer:
             refit += list(model.proj.parameters())
             proj_start = model.proj.weight.detach().clone()
             proj_norm = float((proj_start**2).sum())
+        id_bias = None
+        if cfg.id_bias:
+            id_bias = torch.nn.Parameter(torch.zeros(self.data.n_items))
+            refit.append(id_bias)
         optimiser = torch.optim.Adam(refit, lr=cfg.fast_lr)
 
         def towers() -> tuple[Any, Any, Any]:
@@ -742,6 +753,8 @@ class Trainer:
             )
             slate_v = emb[t["slates"][order]]
             slate_b = model.bias_of(slate_v) + model.logit_bias + model.position_bias[positions]
+            if id_bias is not None:
+                slate_b = slate_b + id_bias[t["slates"][order]]
             scale = model.logit_scale.exp()
             logit = scale * (state[:, None, :] * slate_v).sum(-1) + slate_b
             if cfg.fast_loss == "slate":
