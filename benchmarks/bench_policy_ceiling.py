@@ -18,6 +18,13 @@ use observable data only:
   over every user's clicks so far is below ``rate_threshold`` (ratings follow consumed value
   only; unrated items count as ordinary).
 
+Session 6 adds rows whose pieces a deployed recommender could compute from text (the policy
+reads them off the world's catalog texts here, so the rows still carry †): the item's *text
+topic* (the topic whose words dominate its title and description, 94% agreement with the hidden
+topic), *bait from text* (a clickbait opener in the title) and a *profile topic* emulating the
+profile's stated taste (the hidden top topic for a ``profile_accuracy`` share of users, a random
+topic otherwise, as the world writes profiles).
+
 Usage::
 
     python benchmarks/bench_policy_ceiling.py --seeds 1000 1001 1002 --users 128
@@ -59,7 +66,7 @@ class SessionLearner(PrivilegedPolicy):
     def __init__(
         self,
         name: str,
-        groups: np.ndarray | None = None,
+        groups: np.ndarray | str | None = None,
         bait: str = "hidden",
         n_bait: int = 1,
         late: int = 0,
@@ -67,16 +74,29 @@ class SessionLearner(PrivilegedPolicy):
         prior: float = 2.0,
         base_ctr: float = 0.1,
         rate_threshold: float = 2.5,
+        profile_accuracy: float = 1.0,
     ) -> None:
         super().__init__(None)
         self.name, self.groups, self.bait, self.n_bait, self.late = name, groups, bait, n_bait, late
         self.profile_prior, self.prior, self.base_ctr = profile_prior, prior, base_ctr
         self.rate_threshold = rate_threshold
+        self.profile_accuracy = profile_accuracy
         # A diagnostic that reads no hidden label is deployable: say so in the tables.
-        self.privileged = groups is None or bait == "hidden" or profile_prior
+        # Text rows read the catalog's texts off the world object: marked † as well.
+        self.privileged = (
+            groups is None or isinstance(groups, str) or bait in ("hidden", "text") or profile_prior
+        )
+
+    def attach(self, world) -> None:
+        super().attach(world)
+        if self.groups is not None and isinstance(self.groups, str):
+            self.groups = text_topics(world.catalog)
+        if self.bait == "text":
+            self.text_bait = text_bait(world.catalog)
 
     def reset(self, seed: int) -> None:
         self.clicks = self.shows = None
+        self.profile_rng = np.random.default_rng(seed)
         n_items = self.world.catalog.n_total if self.groups is None else self.groups.size
         self.rating_sum, self.rating_n = np.zeros(n_items), np.zeros(n_items)
 
@@ -86,7 +106,13 @@ class SessionLearner(PrivilegedPolicy):
     def _prior(self, users: np.ndarray) -> np.ndarray:
         p = np.full((users.size, self.n_groups), self.base_ctr)
         if self.profile_prior:
-            p[np.arange(users.size), np.argmax(self.world.interest[users], axis=1)] = 0.6
+            top = np.argmax(self.world.interest[users], axis=1)
+            if self.profile_accuracy < 1.0:  # emulate the profile's stated taste
+                truthful = self.profile_rng.random(users.size) < self.profile_accuracy
+                top = np.where(
+                    truthful, top, self.profile_rng.integers(self.n_groups, size=users.size)
+                )
+            p[np.arange(users.size), top] = 0.6
         return p
 
     def act(self, observation: dict[str, np.ndarray], context) -> np.ndarray:
@@ -101,6 +127,8 @@ class SessionLearner(PrivilegedPolicy):
         scores = np.take_along_axis(est, self._cand_group, axis=1)
         if self.bait == "hidden":
             bait = self.world.catalog.clickbait[context.candidates]
+        elif self.bait == "text":
+            bait = self.text_bait[context.candidates]
         else:
             mean = np.where(self.rating_n > 0, self.rating_sum / np.maximum(self.rating_n, 1), 5.0)
             bait = mean[context.candidates] < self.rate_threshold
@@ -122,6 +150,29 @@ class SessionLearner(PrivilegedPolicy):
         if done.any():  # a new user took the slot
             self.clicks[done] = self.shows[done] = 0.0
             self.p0[done] = self._prior(np.flatnonzero(done))
+
+
+def text_topics(catalog) -> np.ndarray:
+    """Each item's text topic: the topic with most topic words in its title and description."""
+    import re
+
+    from recsim_llm import text
+
+    word_topic = {w: t for t, words in enumerate(text.TOPIC_WORDS) for w in words}
+    counts = np.zeros((catalog.n_total, len(text.TOPIC_WORDS)))
+    for i in range(catalog.n_total):
+        for w in re.findall(r"[a-z\-]+", f"{catalog.titles[i]} {catalog.descriptions[i]}".lower()):
+            if w in word_topic:
+                counts[i, word_topic[w]] += 1.0
+    return np.argmax(counts, axis=1)
+
+
+def text_bait(catalog) -> np.ndarray:
+    """Whether each item's title opens with a clickbait phrase."""
+    from recsim_llm import text
+
+    phrases = [p.lower() for p in text.CLICKBAIT_PHRASES]
+    return np.array([any(t.lower().startswith(p) for p in phrases) for t in catalog.titles])
 
 
 def item_clusters(config, k: int, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -171,6 +222,26 @@ def main(argv: list[str] | None = None) -> int:
             bait="ratings",
             n_bait=2,
             late=20,
+        ),
+        SessionLearner(
+            "text topic, bait from text, 1 bait, late 20, profile topic (70%)",
+            groups="text",
+            bait="text",
+            late=20,
+            profile_prior=True,
+            profile_accuracy=0.7,
+        ),
+        SessionLearner(
+            "text topic, bait from text, 2 bait, late 20, profile topic (70%)",
+            groups="text",
+            bait="text",
+            n_bait=2,
+            late=20,
+            profile_prior=True,
+            profile_accuracy=0.7,
+        ),
+        SessionLearner(
+            "text topic, bait from text, 1 bait, late 20", groups="text", bait="text", late=20
         ),
         MyopicPolicy(),
         FixedMixPolicy(0.2),
