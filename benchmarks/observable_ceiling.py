@@ -12,9 +12,10 @@ the synthetic world writes its texts (so it is an upper reference, not a product
 * the item's clickbait opener (``recsim_llm.text.CLICKBAIT_PHRASES``) and quality words
   (``recsim_llm.text.QUALITY_WORDS``); optionally the item's training click count.
 
-Fit on the training rows of ``recsim_llm.lm.logs.split_logs`` (by user; rows showing a cold item
-dropped, as in fine-tuning) and scored on the test rows with the encoder evaluation's per-row
-AUC (shown items, intervals over users), beside the hidden ceilings read from the logs.
+Fit on the training rows of ``recsim_llm.lm.logs.split_logs`` (by user; rows showing any cold
+item dropped, stricter than fine-tuning, which masks cold items; a training row's popularity
+leaves out its own click) and scored on every test row with the encoder evaluation's per-row AUC
+(shown items, intervals over users), beside the hidden ceilings read from the logs.
 
     python benchmarks/observable_ceiling.py --logs LOGS [--seeds 0 1 2]
 """
@@ -98,7 +99,10 @@ def features(data, popularity: np.ndarray) -> np.ndarray:
 
 def hidden_fields(log_dir: str) -> dict[str, np.ndarray]:
     """The logs' hidden appeal / match / utility of each shown item, in the loader's row order."""
-    rows = [json.loads(line) for line in open(Path(log_dir) / "impressions.jsonl")]
+    path = Path(log_dir) / "impressions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows or "hidden" not in rows[0]:
+        raise ValueError(f"{path}: no hidden fields (write the logs with recsim-llm write-logs)")
     rows.sort(key=lambda r: (r["user"], r["t"]))
     return {k: np.array([r["hidden"][k] for r in rows]) for k in ("appeal", "match", "utility")}
 
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_logs(args.logs)
     y = labels(data, "click")
     hidden = hidden_fields(args.logs)
+    if hidden["utility"].shape != data.slates.shape:
+        raise ValueError(f"{args.logs}: hidden fields do not match the logged slates")
     print("| split | ranking by | per-row AUC, all test rows | cold-item rows |")
     print("|---|---|---|---|")
     for seed in args.seeds:
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             data.slates[train].ravel(), weights=y[train].ravel(), minlength=data.n_items
         )
         x = features(data, popularity)
+        # A training row's popularity leaves out its own click.
+        x[train, :, 10] = np.log1p(popularity[data.slates[train]] - y[train])
         test = split.test
         pos_cold = cold[data.slates[test]][np.arange(test.size), np.argmax(y[test], axis=1)]
         rankers = {}

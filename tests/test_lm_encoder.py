@@ -594,12 +594,18 @@ def test_fast_proj_trains_the_projection_and_the_saved_encoder_uses_it(
     key = next(k for k in a if k.endswith("proj.weight"))
     assert np.abs(a[key] - b[key]).max() > 1e-3  # the projection learnt
     assert json.loads((out / "encoder.json").read_text())["finetune"]["fast_proj"] is True
-    enc = load_encoder(out)
+    enc, base = load_encoder(out), load_encoder(plain)
     texts = ["The jazz club. Genres: Music.", "Shocking: the galaxy story. Genres: Sci-Fi."]
     pooled = encode_texts(enc.model, enc.tokenizer, texts, 64, pooled=True)
+    # The LM itself did not move: both encoders pool the same outputs ...
+    np.testing.assert_allclose(
+        pooled, encode_texts(base.model, base.tokenizer, texts, 64, pooled=True), atol=1e-6
+    )
+    # ... and the saved item vectors are those outputs under the trained projection.
     with torch.no_grad():
         want = torch.nn.functional.normalize(enc.model.proj(torch.from_numpy(pooled)), dim=-1)
     np.testing.assert_allclose(enc.encode_items(texts), want.numpy(), atol=1e-5)
+    assert not np.allclose(enc.encode_items(texts), base.encode_items(texts), atol=1e-3)
 
 
 def test_fast_proj_needs_a_projection():
@@ -609,6 +615,12 @@ def test_fast_proj_needs_a_projection():
         FinetuneConfig(fast_proj=True, proj_dim=0)
     with pytest.raises(ValueError, match="fast_proj must be True or False"):
         FinetuneConfig(fast_proj=1)
+    with pytest.raises(ValueError, match="fast_proj_l2 > 0 needs fast_proj"):
+        FinetuneConfig(fast_proj_l2=0.5)
+    with pytest.raises(ValueError, match="fast_rows >= 1"):
+        FinetuneConfig(id_bias=True, fast_rows=0)
+    with pytest.raises(ValueError, match="objective 'two-tower'"):
+        FinetuneConfig(fast_proj=True, objective="pointwise")
 
 
 def test_id_bias_is_used_in_training_only(tmp_path, tiny_model, logs, tiny_finetune):

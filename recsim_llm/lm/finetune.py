@@ -109,9 +109,9 @@ class FinetuneConfig:
     prior ``b(v)`` and the projection learn only what carries over to other items (as
     DropoutNet-style hybrid recommenders keep ID effects out of the content part)."""
     fast_proj_l2: float = 0.0
-    """With ``fast_proj``: weight of an L2 pull of the projection toward its start (squared
-    Frobenius distance over the start's squared norm); it limits how far the projection can
-    fit single warm items, which does not carry to items never seen in training."""
+    """With ``fast_proj``: weight of an L2 pull of the projection's weight matrix toward its
+    start (squared Frobenius distance over the start's squared norm; its bias is not pulled);
+    it limits how far the projection can fit single warm items."""
     seed: int = 0
     threads: int = 2
     """torch CPU threads (0 = torch default)."""
@@ -204,6 +204,16 @@ class FinetuneConfig:
             raise ValueError(f"id_bias must be True or False, got {self.id_bias!r}")
         if not isinstance(self.fast_proj, bool):
             raise ValueError(f"fast_proj must be True or False, got {self.fast_proj!r}")
+        if self.fast_proj_l2 > 0 and not self.fast_proj:
+            raise ValueError("fast_proj_l2 > 0 needs fast_proj=True (it pulls that projection)")
+        if (self.fast_proj or self.id_bias) and (
+            self.fast_rows < 1 or self.objective != "two-tower"
+        ):
+            raise ValueError(
+                "fast_proj and id_bias act in the fast stage: they need fast_rows >= 1 and "
+                f"objective 'two-tower', got fast_rows {self.fast_rows!r}, objective "
+                f"{self.objective!r}"
+            )
         if self.fast_proj and (self.proj_dim < 1 or self.objective != "two-tower"):
             raise ValueError(
                 "fast_proj trains the projection in the fast stage: it needs proj_dim >= 1 and "
@@ -778,7 +788,9 @@ class Trainer:
                 d_state = head(
                     profiles[dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
                 )
-                distil = (1.0 - (d_state * exact_states[pick]).sum(-1)).mean()
+                # The target is detached: with fast_proj the projection must not lower the
+                # distance by moving the exact states toward the fast ones.
+                distil = (1.0 - (d_state * exact_states[pick].detach()).sum(-1)).mean()
                 loss = loss + cfg.fast_distil * distil
             optimiser.zero_grad()
             loss.backward()
