@@ -567,6 +567,21 @@ def test_fast_loss_is_checked():
         FinetuneConfig(fast_loss="mse")
 
 
+def _fine_tune_pair(tmp_path, tiny_model, logs, kw, options):
+    """Two tiny fine-tunes on ``logs``: with ``kw`` ('plain') and with ``kw`` plus ``options``."""
+    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+
+    return tuple(
+        finetune(
+            logs,
+            tmp_path / name,
+            FinetuneConfig(model_path=str(tiny_model), **kw, **extra),
+            progress=False,
+        )
+        for name, extra in (("plain", {}), ("other", options))
+    )
+
+
 def test_fast_proj_trains_the_projection_and_the_saved_encoder_uses_it(
     tmp_path, tiny_model, logs, tiny_finetune
 ):
@@ -576,20 +591,11 @@ def test_fast_proj_trains_the_projection_and_the_saved_encoder_uses_it(
     import torch
     from safetensors.numpy import load_file
 
-    from recsim_llm.lm.finetune import FinetuneConfig, finetune
     from recsim_llm.lm.model import encode_texts
     from recsim_llm.lm.store import load_encoder
 
     kw = {**tiny_finetune, "epochs": 0, "proj_dim": 8}
-    plain = finetune(
-        logs, tmp_path / "plain", FinetuneConfig(model_path=str(tiny_model), **kw), progress=False
-    )
-    out = finetune(
-        logs,
-        tmp_path / "proj",
-        FinetuneConfig(model_path=str(tiny_model), fast_proj=True, **kw),
-        progress=False,
-    )
+    plain, out = _fine_tune_pair(tmp_path, tiny_model, logs, kw, {"fast_proj": True})
     a, b = load_file(plain / "heads.safetensors"), load_file(out / "heads.safetensors")
     key = next(k for k in a if k.endswith("proj.weight"))
     assert np.abs(a[key] - b[key]).max() > 1e-3  # the projection learnt
@@ -628,18 +634,10 @@ def test_id_bias_is_used_in_training_only(tmp_path, tiny_model, logs, tiny_finet
     but is not saved: the encoder holds the same heads as one fit without it."""
     from safetensors.numpy import load_file
 
-    from recsim_llm.lm.finetune import FinetuneConfig, finetune
+    from recsim_llm.lm.finetune import FinetuneConfig
 
     kw = {**tiny_finetune, "epochs": 0, "proj_dim": 8, "fast_proj": True}
-    plain = finetune(
-        logs, tmp_path / "plain", FinetuneConfig(model_path=str(tiny_model), **kw), progress=False
-    )
-    out = finetune(
-        logs,
-        tmp_path / "ids",
-        FinetuneConfig(model_path=str(tiny_model), id_bias=True, **kw),
-        progress=False,
-    )
+    plain, out = _fine_tune_pair(tmp_path, tiny_model, logs, kw, {"id_bias": True})
     a, b = load_file(plain / "heads.safetensors"), load_file(out / "heads.safetensors")
     assert sorted(a) == sorted(b)
     key = next(k for k in a if k.endswith("proj.weight"))
