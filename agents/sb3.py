@@ -64,7 +64,8 @@ def train_sb3(
     (``SB3VecEnv(flatten=True)``); ``"MultiInputPolicy"`` on the ``Dict`` observation.
     ``encoder_prior`` > 0 (scorer, LM state): the scorer starts from the encoder's click logit
     at that gain (see ``scorer_kwargs``; it reads the encoder ``config.encoder_path`` names,
-    not an ``encoder`` object passed here). The batched world and the encoder stay in this process (no subprocess per env). With
+    not an ``encoder`` object passed here). The batched world and the encoder stay in this
+    process (no subprocess per env). With
     ``progress`` a bar on stderr counts the user-steps trained (it draws no random numbers, so
     the model is the same with or without it).
     """
@@ -300,12 +301,12 @@ def make_sb3_model(
     return getattr(sb3, algorithm)(policy_class(policy), venv, **kwargs)
 
 
-def check_encoder_prior(encoder_prior: Any, policy: str, config: EnvConfig) -> None:
+def check_encoder_prior(encoder_prior: Any, policy: str, config: EnvConfig | None = None) -> None:
     """Refuse a bad ``encoder_prior`` gain before any work (``ValueError`` naming it).
 
-    It must be a finite number >= 0 (not a bool); > 0 needs ``policy="scorer"`` and an LM
-    state (``config.encoder`` 'lm-fast' or 'lm-exact'; the prior is read from the encoder
-    ``config.encoder_path`` names, '' = the shipped one).
+    It must be a finite number >= 0 (not a bool); > 0 needs ``policy="scorer"`` and, when
+    ``config`` is given, an LM state (``config.encoder`` 'lm-fast' or 'lm-exact'; the prior is
+    read from the encoder ``config.encoder_path`` names, '' = the shipped one).
     """
     if (
         isinstance(encoder_prior, bool)
@@ -315,7 +316,7 @@ def check_encoder_prior(encoder_prior: Any, policy: str, config: EnvConfig) -> N
         raise ValueError(f"encoder_prior must be a finite number >= 0, got {encoder_prior!r}")
     if encoder_prior and policy != "scorer":
         raise ValueError(f"encoder_prior needs policy 'scorer', got {policy!r}")
-    if encoder_prior and config.encoder not in ("lm-fast", "lm-exact"):
+    if encoder_prior and config is not None and config.encoder not in ("lm-fast", "lm-exact"):
         raise ValueError(
             f"encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got encoder "
             f"{config.encoder!r}"
@@ -345,14 +346,10 @@ def scorer_kwargs(
     shipped one), at that starting gain.
 
     Raises:
-        ValueError: ``encoder_prior`` > 0 without an LM state.
+        ValueError: a bad ``encoder_prior``, or one > 0 without an LM state.
     """
+    check_encoder_prior(encoder_prior, "scorer", config)
     if config.encoder not in ("lm-fast", "lm-exact"):
-        if encoder_prior:
-            raise ValueError(
-                "encoder_prior needs an LM state (encoder 'lm-fast' or 'lm-exact'), got "
-                f"encoder {config.encoder!r}"
-            )
         return {}
     kwargs: dict[str, Any] = {
         "affinity_dim": int(observation_space["candidates"].shape[1]) - N_ITEM_SCALARS

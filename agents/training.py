@@ -49,7 +49,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import pickle
 import random
 import shutil
@@ -64,6 +63,7 @@ from recsim_llm.agents.sb3 import (
     ALGORITHMS,
     SB3_POLICIES,
     SB3Policy,
+    check_encoder_prior,
     check_hyperparameters,
     effective_hyperparameters,
     make_sb3_model,
@@ -153,17 +153,7 @@ class TrainSettings:
         for name in ("seed", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        prior = self.encoder_prior
-        if (
-            isinstance(prior, bool)
-            or not isinstance(prior, (int, float))
-            or not (math.isfinite(prior) and prior >= 0)
-        ):
-            raise ValueError(f"encoder_prior must be a finite number >= 0, got {prior!r}")
-        if prior > 0 and self.policy != "scorer":
-            raise ValueError(
-                f"encoder_prior needs policy 'scorer' (the candidate scorer), got {self.policy!r}"
-            )
+        check_encoder_prior(self.encoder_prior, self.policy)
         typed = check_hyperparameters(self.algorithm, self.algo_kwargs, n_envs=int(self.n_envs))
         object.__setattr__(self, "algo_kwargs", tuple(typed.items()))
         seeds = tuple(int(s) for s in self.eval_seeds)

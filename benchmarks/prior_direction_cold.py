@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for seed in args.seeds:
         split = split_logs(data, "user", 0.1, 0.2, 0.1, seed)
-        cold = np.zeros(data.n_items, dtype=bool)
-        cold[split.cold_items] = True
+        cold = split.cold_mask(data.n_items)
         train = split.train[~cold[data.slates[split.train]].all(axis=1)]
         warm = np.flatnonzero(~cold)
         for name, fit in (("rate", click_prior_direction), ("slate", slate_prior_direction)):

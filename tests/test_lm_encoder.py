@@ -83,6 +83,8 @@ def test_splits_never_leak(logs):
     assert data.clock[t.train].max() < data.clock[t.val].min()
     assert data.clock[t.val].max() < data.clock[t.test].min()
     assert s.cold_items.size == round(0.1 * data.n_items) and t.cold_items.size == 0
+    mask = s.cold_mask(data.n_items)
+    assert mask.sum() == s.cold_items.size and mask[s.cold_items].all()
     hist = Histories(data, drop_items=s.cold_items)
     cold = set(s.cold_items.tolist())
     assert all(it not in cold for row in s.train[:50] for it, *_ in hist.events(int(row)))
@@ -144,6 +146,8 @@ def test_missing_minilm_package_gives_clear_error(monkeypatch):
 
 
 def test_mean_pooling_ignores_padding_and_is_deterministic(tiny_model):
+    import torch
+
     from recsim_llm.lm.model import build_model, encode_texts
 
     tok, model = build_model(str(tiny_model), proj_dim=8, dropout=0.1)
@@ -153,6 +157,14 @@ def test_mean_pooling_ignores_padding_and_is_deterministic(tiny_model):
     np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
     np.testing.assert_array_equal(padded, encode_texts(model, tok, [short, long], 64, batch_size=2))
     assert np.allclose(np.linalg.norm(padded, axis=1), 1.0, atol=1e-5)
+    # pooled: the projection's input, not unit norm; projecting it gives the tower embedding.
+    pooled = encode_texts(model, tok, [short, long], 64, pooled=True)
+    assert pooled.shape == (2, model.hidden)
+    with torch.no_grad():
+        projected = model.project(torch.from_numpy(pooled)).numpy()
+    np.testing.assert_allclose(projected, padded, atol=1e-5)
+    with pytest.raises(ValueError, match="raw and pooled are exclusive"):
+        encode_texts(model, tok, [short], 64, raw=True, pooled=True)
 
 
 def test_lora_save_load_gives_identical_embeddings(lora_dir):

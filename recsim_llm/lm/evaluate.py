@@ -232,8 +232,7 @@ def build_eval_set(
     n_boot: int = N_BOOT,
 ) -> EvalSet:
     """Rows, labels, segments and the bootstrap resamples of users for one split."""
-    cold = np.zeros(data.n_items, dtype=bool)
-    cold[split.cold_items] = True
+    cold = split.cold_mask(data.n_items)
     rows, in_sample = eval_rows(data, split, label, max_rows, seed, cold)
     y = labels(data, label)[rows]
     slates, cands = data.slates[rows], data.candidates[rows]
@@ -418,8 +417,7 @@ def hashed_bow_logistic_scorer(
 
     from recsim_llm.encoders import hashed_bow
 
-    cold = np.zeros(data.n_items, dtype=bool)
-    cold[split.cold_items] = True
+    cold = split.cold_mask(data.n_items)
     rows = split.train
     if max_rows and rows.size > max_rows:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB0B]))

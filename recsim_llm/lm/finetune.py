@@ -301,8 +301,7 @@ class Trainer:
 
             self.tokenizer, self.model = build_from_encoder(config)
         self.train_hist = Histories(data, config.history_steps, drop_items=self.split.cold_items)
-        self.cold = np.zeros(data.n_items, dtype=bool)
-        self.cold[self.split.cold_items] = True
+        self.cold = self.split.cold_mask(data.n_items)
         rows = self.split.train[~self.cold[data.slates[self.split.train]].all(axis=1)]
         self.all_train_rows = rows
         if config.max_train_rows and rows.size > config.max_train_rows:
@@ -738,12 +737,14 @@ class Trainer:
         optimiser = torch.optim.Adam(refit, lr=cfg.fast_lr)
 
         def towers() -> tuple[Any, Any, Any]:
-            """(item embeddings, profile embeddings per row, exact states) at this step."""
+            """(item embeddings, unique-profile embeddings, exact states) at this step: the
+            fixed tower embeddings, or with fast_proj the current projection of the pooled
+            outputs (rows pick their profile by ``t["p_ids"]``)."""
             if not pooled:
-                return t["emb"], t["p"][t["p_ids"]], t["exact"]
+                return t["emb"], t["p"], t["exact"]
             return (
                 F.normalize(model.proj(t["emb"]), dim=-1),
-                F.normalize(model.proj(t["p"]), dim=-1)[t["p_ids"]],
+                F.normalize(model.proj(t["p"]), dim=-1),
                 F.normalize(model.proj(t["exact"]), dim=-1),
             )
 
@@ -755,7 +756,7 @@ class Trainer:
             emb, profiles, exact_states = towers()
             order = torch.from_numpy(self.rng.permutation(rows.size)[:n_batch])
             state = head(
-                profiles[order],
+                profiles[t["p_ids"][order]],
                 emb[t["items"][order]],
                 t["types"][order],
                 t["ages"][order],
@@ -786,7 +787,11 @@ class Trainer:
                 pick = torch.from_numpy(self.rng.permutation(distil_rows.size)[:256])
                 dl = t["d_local"][pick]
                 d_state = head(
-                    profiles[dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+                    profiles[t["p_ids"][dl]],
+                    emb[t["items"][dl]],
+                    t["types"][dl],
+                    t["ages"][dl],
+                    t["mask"][dl],
                 )
                 # The target is detached: with fast_proj the projection must not lower the
                 # distance by moving the exact states toward the fast ones.
@@ -804,7 +809,11 @@ class Trainer:
             emb, profiles, exact_states = towers()
             dl = t["d_local"]
             state = head(
-                profiles[dl], emb[t["items"][dl]], t["types"][dl], t["ages"][dl], t["mask"][dl]
+                profiles[t["p_ids"][dl]],
+                emb[t["items"][dl]],
+                t["types"][dl],
+                t["ages"][dl],
+                t["mask"][dl],
             )
             cos = float((state * exact_states).sum(-1).mean())
         return {

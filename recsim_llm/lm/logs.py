@@ -319,6 +319,12 @@ class Split:
     cold_items: np.ndarray
     """Item ids never shown to training (as candidates or inside training histories)."""
 
+    def cold_mask(self, n_items: int) -> np.ndarray:
+        """(n_items,) bool: True for the held-out (cold) items."""
+        cold = np.zeros(n_items, dtype=bool)
+        cold[self.cold_items] = True
+        return cold
+
 
 def split_logs(
     data: LogData,

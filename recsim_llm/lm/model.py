@@ -323,6 +323,8 @@ def encode_texts(
     """
     import torch
 
+    if raw and pooled:
+        raise ValueError("encode_texts: raw and pooled are exclusive (unit-norm or as pooled)")
     was_training = model.training
     model.eval()
     dim = model.hidden if raw or pooled else model.dim
