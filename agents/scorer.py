@@ -435,19 +435,35 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         affinity = (user[:, None, :k] * cands[:, :, :k]).sum(-1, keepdim=True) if k else None
         raw_cands = cands
         user, cands = self._normalized(user, cands)
-        n = cands.shape[1]
-        parts = [user.unsqueeze(1).expand(-1, n, -1), cands]
+        parts = [cands]
         if affinity is not None:
             parts.append(affinity)
         if self.interaction_dim > 0:
             parts.append(self.user_proj(user).unsqueeze(1) * self.cand_proj(cands))
-        scores = self.score_head(self.scorer(th.cat(parts, dim=-1))).squeeze(-1)
+        scores = self.score_head(self._scorer_hidden(user, th.cat(parts, dim=-1))).squeeze(-1)
         if self.encoder_prior is not None:
             assert affinity is not None  # checked in __init__: a prior needs affinity_dim
             v = raw_cands[:, :, :k]
             prior = self.prior_scale * affinity.squeeze(-1) + v @ self.prior_w + self.prior_b
             scores = scores + self.prior_gain * prior
         return scores.masked_fill(~mask, MASK_VALUE)
+
+    def _scorer_hidden(self, user: th.Tensor, per_candidate: th.Tensor) -> th.Tensor:
+        """``self.scorer`` applied to ``concat(user, per_candidate)`` for every candidate.
+
+        The first layer is split by its input columns: the user's block is applied once per row
+        and broadcast over the candidates instead of once per candidate on a copied user vector.
+        The same parameters and the same function as the concatenation (up to float rounding),
+        at about half the cost (the user vector is most of the scorer's input).
+        """
+        if len(self.scorer) == 0:  # no hidden layer: the score head reads the input itself
+            n = per_candidate.shape[1]
+            return th.cat([user.unsqueeze(1).expand(-1, n, -1), per_candidate], dim=-1)
+        first = self.scorer[0]
+        w_user, w_cand = first.weight.split([self.user_dim, per_candidate.shape[-1]], dim=1)
+        hidden = nn.functional.linear(user, w_user, first.bias).unsqueeze(1)
+        hidden = hidden + nn.functional.linear(per_candidate, w_cand)
+        return self.scorer[1:](hidden)
 
     def _values(self, user: th.Tensor, cands: th.Tensor, mask: th.Tensor) -> th.Tensor:
         user, cands = self._normalized(user, cands)

@@ -2,7 +2,8 @@
 
 Measured in one run, so that the ratios compare like with like on a noisy machine. Every case
 trains PPO from scratch for the same number of env-steps (one env-step = one user-step = one
-CartPole step) with ``n_envs`` concurrent envs, ``n_steps=64``, ``batch_size=256``,
+CartPole step) with ``n_envs`` concurrent CartPole envs and ``--users`` concurrent users of our
+batched env (default: the same number), ``n_steps=64``, ``batch_size=256``,
 ``n_epochs=4``, ``learning_rate=3e-4``, ``gamma=0.99`` (``train_sb3``'s settings), on the CPU with
 one torch thread:
 
@@ -20,7 +21,7 @@ The split: ``env step`` is the time inside the VecEnv's ``step_async``/``step_wa
 rollout buffer, callbacks), ``train`` PPO's gradient updates (``PPO.train``); what is left
 of the wall time is ``learn``'s setup (the first reset) and logging. Usage::
 
-    python benchmarks/bench_ppo_throughput.py [--steps 20000] [--n-envs 16] [--out FILE]
+    python benchmarks/bench_ppo_throughput.py [--steps 20000] [--n-envs 16] [--users 1024] [--out FILE]
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def report(rows: list[tuple[Case, Timing]], args: argparse.Namespace, command: s
     lines = [
         f"`{command}` ({datetime.date.today().isoformat()}; Python {platform.python_version()}, "
         f"SB3 {sb3.__version__}, torch {torch.__version__}, {platform.machine()}, "
-        f"torch threads {torch.get_num_threads()}; PPO n_envs {args.n_envs}, "
+        f"torch threads {torch.get_num_threads()}; PPO n_envs {args.n_envs} (CartPole), "
+        f"{args.users} (ours), "
         f"n_steps {PPO_SETTINGS['n_steps']}, batch {PPO_SETTINGS['batch_size']}, "
         f"n_epochs {PPO_SETTINGS['n_epochs']})",
         "",
@@ -169,15 +171,24 @@ def report(rows: list[tuple[Case, Timing]], args: argparse.Namespace, command: s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000, help="env-steps per case")
-    parser.add_argument("--n-envs", type=int, default=16, help="concurrent envs (users)")
+    parser.add_argument("--n-envs", type=int, default=16, help="concurrent CartPole envs")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="concurrent users of our batched env (default: --n-envs); one env-step is one "
+        "user-step, so a larger batch spreads the per-step fixed costs",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--encoders", default="lm-fast,bow", help="comma-separated encoders of our env"
     )
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.n_envs < 1:
-        parser.error("--steps and --n-envs must be >= 1")
+    if args.users is None:
+        args.users = args.n_envs
+    if args.steps < 1 or args.n_envs < 1 or args.users < 1:
+        parser.error("--steps, --n-envs and --users must be >= 1")
 
     import torch
 
@@ -187,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     for case in cases([e for e in args.encoders.split(",") if e]):
-        timing = run_case(case, args.steps, args.n_envs, args.seed)
+        n_envs = args.n_envs if case.name.startswith("CartPole") else args.users
+        timing = run_case(case, args.steps, n_envs, args.seed)
         print(f"{case.name} {case.policy}: {timing.rate:,.0f} env-steps/s", file=sys.stderr)
         rows.append((case, timing))
     text = report(rows, args, command.strip())

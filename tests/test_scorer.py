@@ -444,3 +444,33 @@ def test_bad_encoder_prior_is_refused_with_the_parameter_named(prior, affinity, 
             device="cpu",
             policy_kwargs=dict(affinity_dim=affinity, encoder_prior=prior),
         )
+
+
+@pytest.mark.parametrize("net_arch", [[16, 8], []])
+def test_factorised_first_layer_equals_the_concatenated_input(net_arch):
+    """The scorer applies its first layer's user block once per row; same function as the
+    documented ``scorer(concat(user, candidate, affinity, interaction))`` per candidate."""
+    env = ToyCandidateEnv(n_candidates=7, slate_size=3, user_dim=4, feat_dim=5)
+    policy = CandidateScorerPolicy(
+        env.observation_space,
+        env.action_space,
+        lambda _: 1e-3,
+        net_arch=net_arch,
+        interaction_dim=3,
+        affinity_dim=4,
+    )
+    rng = np.random.default_rng(3)
+    user = torch.as_tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
+    cands = torch.as_tensor(rng.normal(size=(6, 7, 5)), dtype=torch.float32)
+    mask = torch.ones(6, 7, dtype=torch.bool)
+    with torch.no_grad():
+        policy.score_head.weight.normal_()  # a non-trivial score (the init gain is 0.01)
+        got = policy._logits(user, cands, mask)
+        affinity = (user[:, None, :4] * cands[:, :, :4]).sum(-1, keepdim=True)
+        u, c = policy._normalized(user, cands)
+        inter = policy.user_proj(u).unsqueeze(1) * policy.cand_proj(c)
+        x = torch.cat([u.unsqueeze(1).expand(-1, 7, -1), c, affinity, inter], dim=-1)
+        expected = policy.score_head(policy.scorer(x)).squeeze(-1)
+    assert got.shape == (6, 7)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -107,6 +107,26 @@ def test_sb3_adapter_contract(bow_config):
     assert seen_done
 
 
+def test_sb3_adapter_infos_carry_each_users_step_info(bow_config):
+    """The per-user info dicts hold that user's entry of every array of the native step info,
+    as Python scalars (built column-wise)."""
+    config = EnvConfig(encoder="bow", horizon=50)
+    native = SlateVectorEnv(4, config=config)
+    native.reset(seed=3)
+    venv = SB3VecEnv(SlateVectorEnv(4, config=config))
+    venv.seed(3)
+    venv.reset()
+    action = np.tile(np.arange(5), (4, 1))
+    *_, info = native.step(action)
+    _, _, _, infos = venv.step(action)
+    keys = [k for k, v in info.items() if isinstance(v, np.ndarray) and not k.startswith("_")]
+    assert keys and len(infos) == 4
+    for i in range(4):
+        assert set(infos[i]) == set(keys)
+        for k in keys:
+            assert type(infos[i][k]) is type(info[k][i].item()) and infos[i][k] == info[k][i]
+
+
 def test_sb3_adapter_flat_view(bow_config):
     from recsim_llm.context import flatten_observation
 
