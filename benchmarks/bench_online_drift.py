@@ -1,14 +1,21 @@
 """Online adjustment under drift: a policy that keeps learning vs the same policy frozen.
 
-On the ``taste-shift`` scenario (half the users' hidden interests jump at ``shift_step``), each
-online learner (LinUCB, linear Thompson sampling) runs twice per seed: learning throughout, and
-frozen at the shift (its model stops updating from the step of the shift on; it still acts on the
-current observation, whose encoder state follows the user's history). Writes tidy per-step
-rewards (``drift_steps.csv``), a summary with intervals over seeds (``drift_summary.md``) and a
-plot (``drift.png``) into ``--out``, one marked output folder written through ``recsim_llm.io``
-(a foreign ``--out`` is refused before any work).
+On a scenario with a shift event (``taste-shift``: half the users' hidden interests are redrawn
+at ``shift_step``; ``trend-shift``: every user's interest in one topic rises at ``trend_step``),
+each online learner (LinUCB, linear Thompson sampling) runs twice per seed: learning throughout,
+and frozen at the event (its model stops updating from that step on; it still acts on the
+current observation, whose encoder state follows the user's history). Both also run on a
+control world, the same scenario without the event, frozen at the same step: learning − frozen
+on the shifted world minus the same on the control (a difference in differences, paired by
+seed) is what continued learning earns *because of* the shift, not what more data earns
+anyway. Writes tidy per-step rewards (``drift_steps.csv``, both worlds), a summary with
+intervals over seeds (``drift_summary.md``) and a plot of the shifted world (``drift.png``) into
+``--out``, one marked output folder written through ``recsim_llm.io`` (a foreign ``--out`` is
+refused before any work).
 
     python benchmarks/bench_online_drift.py --seeds 0,1,2,3,4 --users 128 --out /tmp/drift
+    python benchmarks/bench_online_drift.py --scenario trend-shift --seeds 0,1,2,3,4,5,6,7,8,9 \
+        --users 256 --out /tmp/trend
 
 "Recovery" is the first step after the shift at which the 5-step moving mean of the reward is
 back at the pre-shift level (the mean of the 10 steps before the shift), or "not within the
@@ -73,6 +80,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--users", type=int, default=128)
     parser.add_argument("--encoder", default="lm-fast")
+    parser.add_argument(
+        "--scenario",
+        default="taste-shift",
+        help="a scenario with a shift or trend event (taste-shift, trend-shift, NAME@STRENGTH)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from dataclasses import replace
@@ -94,57 +106,104 @@ def main() -> None:
     from recsim_llm.evaluation import rollout
     from recsim_llm.scenarios import scenario_config
 
-    config = replace(scenario_config("taste-shift"), encoder=args.encoder)
-    shift = config.world.dynamics.shift_step
+    try:
+        config = scenario_config(args.scenario, encoder=args.encoder)
+    except ValueError as exc:
+        parser.error(f"--scenario: {exc}")
+    dynamics = config.world.dynamics
+    shift = dynamics.event_step
+    if shift < 0:
+        parser.error(f"--scenario {args.scenario!r} has no shift or trend event")
+    if shift < 10:
+        parser.error(f"the event of --scenario {args.scenario!r} is at step {shift}: need >= 10")
+    # The control: the same world without the shift event (the policies are frozen at the
+    # same step), so that learning - frozen on the shifted world can be set against what
+    # continued learning earns anyway (difference in differences).
+    control = replace(
+        config,
+        world=replace(
+            config.world,
+            dynamics=replace(dynamics, shift_step=-1, shift_fraction=0.0, trend_strength=0.0),
+        ),
+    )
     makers = {
         "linucb": lambda: LinUCBPolicy(),
         "linucb-frozen": lambda: FrozenAt(LinUCBPolicy(), shift),
         "thompson": lambda: LinearThompsonPolicy(),
         "thompson-frozen": lambda: FrozenAt(LinearThompsonPolicy(), shift),
     }
-    env = SlateVectorEnv(num_envs=args.users, config=config)
-    curves: dict[str, list[np.ndarray]] = {name: [] for name in makers}
+    worlds = {args.scenario: config, "control (no shift)": control}
+    all_curves: dict[str, dict[str, list[np.ndarray]]] = {}
     start = time.perf_counter()
-    for seed in seeds:
-        for name, make in makers.items():
-            result = rollout(make(), config, seed, args.users, env=env)
-            curves[name].append(result.steps["reward"])
+    for world, world_config in worlds.items():
+        env = SlateVectorEnv(num_envs=args.users, config=world_config)
+        all_curves[world] = {name: [] for name in makers}
+        for seed in seeds:
+            for name, make in makers.items():
+                result = rollout(make(), world_config, seed, args.users, env=env)
+                all_curves[world][name].append(result.steps["reward"])
     seconds = time.perf_counter() - start
+    curves = all_curves[args.scenario]
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
-    writer.writerow(["policy", "seed", "step", "reward"])
-    for name, runs in curves.items():
-        for seed, run in zip(seeds, runs, strict=True):
-            writer.writerows([name, seed, t, f"{r:.5f}"] for t, r in enumerate(run))
-    horizon = min(min(r.size for r in runs) for runs in curves.values())
+    writer.writerow(["world", "policy", "seed", "step", "reward"])
+    for world, world_curves in all_curves.items():
+        for name, runs in world_curves.items():
+            for seed, run in zip(seeds, runs, strict=True):
+                writer.writerows([world, name, seed, t, f"{r:.5f}"] for t, r in enumerate(run))
+    horizon = min(min(r.size for r in runs) for wc in all_curves.values() for runs in wc.values())
     lines = [
         f"`python benchmarks/bench_online_drift.py --seeds {args.seeds} --users {args.users} "
-        f"--encoder {args.encoder} --out OUT` ({seconds:.0f} s; taste shift at step {shift}, "
+        f"--encoder {args.encoder} --scenario {args.scenario} --out OUT` ({seconds:.0f} s; "
+        f"{args.scenario}: event at step {shift}, "
         f"{len(seeds)} seeds; mean reward per step of active users, min watched; 95% bootstrap "
         "over seeds)",
         "",
-        "| policy | steps before the shift (-10..-1) | after (0..19) | late (20..end) | "
+        "| world | policy | steps before the shift (-10..-1) | after (0..19) | late (20..end) | "
         "recovery (steps; seeds recovered) |",
+        "|---|---|---|---|---|---|",
+    ]
+    periods = {
+        "before (-10..-1)": (shift - 10, shift),
+        "after (0..19)": (shift, shift + 20),
+        "late (20..end)": (shift + 20, horizon),
+    }
+    for world, world_curves in all_curves.items():
+        for name, runs in world_curves.items():
+            arr = np.stack([r[:horizon] for r in runs])
+            cells = []
+            for lo, hi in periods.values():
+                v = arr[:, lo:hi].mean(axis=1)
+                a, b = interval(v)
+                cells.append(f"{v.mean():.3f} [{a:.3f}, {b:.3f}]")
+            rec = [recovery_step(r, shift) for r in arr]
+            got = [x for x in rec if x is not None]
+            rec_text = (
+                f"{np.mean(got):.1f}; {len(got)}/{len(rec)}" if got else f"none; 0/{len(rec)}"
+            )
+            lines.append(f"| {world} | {name} | " + " | ".join(cells) + f" | {rec_text} |")
+    diff_lines = [
+        "",
+        "Paired by seed, learning − frozen (mean reward per step of the period), on the shifted "
+        "world, on the control, and their difference (what learning earns *because of* the shift):",
+        "",
+        "| policy | period | shifted world | control (no shift) | difference in differences |",
         "|---|---|---|---|---|",
     ]
-    for name, runs in curves.items():
-        arr = np.stack([r[:horizon] for r in runs])
-        cells = []
-        for lo, hi in ((shift - 10, shift), (shift, shift + 20), (shift + 20, horizon)):
-            v = arr[:, lo:hi].mean(axis=1)
-            a, b = interval(v)
-            cells.append(f"{v.mean():.3f} [{a:.3f}, {b:.3f}]")
-        rec = [recovery_step(r, shift) for r in arr]
-        got = [x for x in rec if x is not None]
-        rec_text = f"{np.mean(got):.1f}; {len(got)}/{len(rec)}" if got else f"none; 0/{len(rec)}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {rec_text} |")
-    diff_lines = ["", "Paired differences, learning − frozen, mean reward over steps 0..19 after:"]
     for base in ("linucb", "thompson"):
-        a = np.stack([r[shift : shift + 20].mean() for r in curves[base]])
-        b = np.stack([r[shift : shift + 20].mean() for r in curves[base + "-frozen"]])
-        d = a - b
-        lo, hi = interval(d)
-        diff_lines.append(f"- {base}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        for period, (lo, hi) in periods.items():
+            cells = []
+            diffs = []
+            for world in worlds:
+                wc = all_curves[world]
+                a = np.array([r[lo:hi].mean() for r in wc[base]])
+                b = np.array([r[lo:hi].mean() for r in wc[base + "-frozen"]])
+                diffs.append(a - b)
+            diffs.append(diffs[0] - diffs[1])
+            for d in diffs:
+                d_lo, d_hi = interval(d)
+                cells.append(f"{d.mean():+.3f} [{d_lo:+.3f}, {d_hi:+.3f}]")
+            diff_lines.append(f"| {base} | {period} | " + " | ".join(cells) + " |")
     text = "\n".join(lines + diff_lines) + "\n"
     print(text)
     import matplotlib
@@ -161,7 +220,7 @@ def main() -> None:
         ax.plot(steps, mean, label=name, linestyle="--" if "frozen" in name else "-")
         ax.fill_between(steps, mean - 1.96 * sd, mean + 1.96 * sd, alpha=0.15)
     ax.set_ylabel("mean reward per active user (min watched)")
-    ax.set_title(f"taste shift at step {shift}: learning vs frozen ({len(seeds)} seeds)")
+    ax.set_title(f"{args.scenario} at step {shift}: learning vs frozen ({len(seeds)} seeds)")
     save_figure_and_files(
         fig,
         ax,

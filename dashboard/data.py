@@ -747,13 +747,25 @@ def scenario_config(config: dict[str, Any] | None, scenario: str) -> dict[str, A
 
 
 def shift_step(config: dict[str, Any] | None, scenario: str) -> int | None:
-    """The taste-shift step of a scenario (``world.dynamics.shift_step``), None without one."""
+    """The step of a scenario's first shift or trend event (``world.dynamics``: ``shift_step``
+    with ``shift_fraction`` > 0, ``trend_step`` with ``trend_strength`` > 0), None without one.
+    A run file written before trend events existed gives its ``shift_step`` as it is."""
     env = scenario_config(config, scenario) or {}
     try:
-        value = env["world"]["dynamics"]["shift_step"]
-    except (KeyError, TypeError):
+        dynamics = env["world"]["dynamics"]
+        events = [(dynamics["shift_step"], dynamics.get("shift_fraction", 1.0))]
+    except (KeyError, TypeError, AttributeError):
         return None
-    return int(value) if isinstance(value, (int, float)) and value >= 0 else None
+    events.append((dynamics.get("trend_step", -1), dynamics.get("trend_strength", 0.0)))
+    steps = [
+        int(step)
+        for step, size in events
+        if isinstance(step, (int, float))
+        and step >= 0
+        and isinstance(size, (int, float))
+        and size > 0
+    ]
+    return min(steps) if steps else None
 
 
 def encoder_of(config: dict[str, Any] | None, scenario: str) -> str | None:

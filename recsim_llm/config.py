@@ -205,6 +205,14 @@ class DynamicsConfig:
     """Session step at which a taste-shift event happens; -1 for none."""
     shift_fraction: float = 0.0
     """Fraction of users whose interests are redrawn at the shift event."""
+    trend_step: int = -1
+    """Session step at which a trend event happens (every user's interest in ``trend_topic``
+    rises by ``trend_strength``, then the interest is renormalised); -1 for none."""
+    trend_topic: int = 0
+    """Topic that the trend event makes everyone like more (an index < catalog.n_topics)."""
+    trend_strength: float = 0.0
+    """Interest added to ``trend_topic`` at the trend event, before renormalising (unit-length
+    interests: 1.0 makes the topic about as strong as a user's own top topic)."""
     boredom_increase: float = 0.25
     """Boredom added to the topic of a consumed item."""
     boredom_decay: float = 0.85
@@ -222,12 +230,29 @@ class DynamicsConfig:
     churn_width: float = 0.05
     """Width of the churn sigmoid in satisfaction units."""
 
+    @property
+    def event_step(self) -> int:
+        """Session step of the first shift or trend event that happens; -1 for none (what the
+        evaluation's before/after-shift metrics and the drift benchmarks split at)."""
+        steps = [
+            step
+            for step, size in (
+                (self.shift_step, self.shift_fraction),
+                (self.trend_step, self.trend_strength),
+            )
+            if step >= 0 and size > 0.0
+        ]
+        return min(steps) if steps else -1
+
     def __post_init__(self) -> None:
         _check_registered("dynamics.model", self.model, "TRANSITION_MODELS")
         check_float("dynamics.filter_bubble_rate", self.filter_bubble_rate, 0.0, 1.0)
         check_float("dynamics.drift_std", self.drift_std, 0.0, 10.0)
         check_int("dynamics.shift_step", self.shift_step, -1)
         check_float("dynamics.shift_fraction", self.shift_fraction, 0.0, 1.0)
+        check_int("dynamics.trend_step", self.trend_step, -1)
+        check_int("dynamics.trend_topic", self.trend_topic, 0)
+        check_float("dynamics.trend_strength", self.trend_strength, 0.0, 100.0)
         check_float("dynamics.boredom_increase", self.boredom_increase, 0.0, 1.0)
         check_float("dynamics.boredom_decay", self.boredom_decay, 0.0, 1.0)
         check_float("dynamics.satisfaction_rate", self.satisfaction_rate, 0.0, 1.0)
@@ -268,6 +293,12 @@ class WorldConfig:
         ):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"world.{name} must be a {kind.__name__}")
+        d = self.dynamics
+        if d.trend_strength > 0.0 and d.trend_topic >= self.catalog.n_topics:
+            raise ValueError(
+                f"dynamics.trend_topic must be < catalog.n_topics ({self.catalog.n_topics}), "
+                f"got {d.trend_topic}"
+            )
 
 
 @dataclass(frozen=True)
@@ -346,6 +377,11 @@ class EnvConfig:
             raise ValueError(
                 f"dynamics.shift_step must be < horizon ({self.horizon}) for the shift event to "
                 f"happen, got {shift.shift_step}"
+            )
+        if shift.trend_step >= self.horizon and shift.trend_strength > 0.0:
+            raise ValueError(
+                f"dynamics.trend_step must be < horizon ({self.horizon}) for the trend event to "
+                f"happen, got {shift.trend_step}"
             )
         check_int("history_length", self.history_length, 1)
         # The log keeps, per user slot, history_length slates and 3 scalars (int64/float64);

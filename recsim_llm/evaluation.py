@@ -159,8 +159,8 @@ def rollout(
     bias_sum, bias_n = np.zeros(n_users), np.zeros(n_users)
     clicks_first_k = np.zeros(n_users)
     click_trace: list[np.ndarray] = []
-    shift = config.world.dynamics
-    has_shift = shift.shift_step >= 0 and shift.shift_fraction > 0.0
+    shift_step = config.world.dynamics.event_step  # a taste-shift or trend event; -1: none
+    has_shift = shift_step >= 0
     before, after = np.zeros(n_users), np.zeros(n_users)
     n_before, n_after = np.zeros(n_users), np.zeros(n_users)
     shown = np.zeros(catalog.n_total, dtype=bool)
@@ -247,7 +247,7 @@ def rollout(
         if t < first_k:
             clicks_first_k += click
         if has_shift:
-            pre = t < shift.shift_step
+            pre = t < shift_step
             before += np.where(active & pre, reward, 0.0)
             n_before += active & pre
             after += np.where(active & ~pre, reward, 0.0)
@@ -283,7 +283,7 @@ def rollout(
                 n_after > 0, after / np.maximum(n_after, 1), np.nan
             )
             sessions["steps_to_recover"] = np.full(
-                n_users, metrics.steps_to_recover(np.asarray(step_rows["reward"]), shift.shift_step)
+                n_users, metrics.steps_to_recover(np.asarray(step_rows["reward"]), shift_step)
             )
     return Rollout(
         sessions=sessions,

@@ -122,6 +122,16 @@ def taste_shift(strength: float = 0.5) -> EnvConfig:
     return _dynamics(shift_step=40, shift_fraction=strength)
 
 
+TREND_STEP = 40
+"""Session step of the trend event of ``trend-shift`` (the step of ``taste-shift``'s event)."""
+
+
+def trend_shift(strength: float = 1.0) -> EnvConfig:
+    """At session step 40 every user's interest in topic 0 rises by ``strength`` (then
+    renormalised): a population-wide trend, unlike ``taste-shift``'s per-user redraw."""
+    return _dynamics(trend_step=TREND_STEP, trend_topic=0, trend_strength=strength)
+
+
 def filter_bubble(strength: float = 0.2) -> EnvConfig:
     """Interests move ``strength`` of the way toward each consumed item (default world 0.05)."""
     return _dynamics(filter_bubble_rate=strength)
@@ -213,6 +223,13 @@ _BUILTIN = (
         "abrupt taste shift at session step 40",
         taste_shift,
         Strength("share of users whose interests are redrawn", 0.5, 0.0, 1.0),
+    ),
+    Scenario(
+        "trend-shift",
+        1,
+        "a population-wide trend toward one topic at session step 40",
+        trend_shift,
+        Strength("interest added to the trending topic", 1.0, 0.0, 5.0),
     ),
     Scenario(
         "filter-bubble",

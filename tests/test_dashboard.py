@@ -160,6 +160,21 @@ def test_probability_of_improvement_and_interval():
     assert summary.interval.tolist() == ["1 seed: no interval", "2 seeds: unreliable"]
 
 
+def test_shift_step_reads_taste_shift_and_trend_events_from_run_configs():
+    from recsim_llm.config import to_dict
+    from recsim_llm.scenarios import scenario_config
+
+    configs = {
+        name: {"scenarios": {name: to_dict(scenario_config(name))}}
+        for name in ("default", "taste-shift", "trend-shift", "taste-shift@0")
+    }
+    steps = {name: data.shift_step(c, name) for name, c in configs.items()}
+    assert steps == {"default": None, "taste-shift": 40, "trend-shift": 40, "taste-shift@0": None}
+    # A run file from before trend events: its shift step as written.
+    old = {"world": {"dynamics": {"shift_step": 12}}}
+    assert data.shift_step(old, "x") == 12
+
+
 def test_scenario_strengths_are_numbers():
     assert data.split_scenario("obs-noise@0.5") == ("obs-noise", 0.5)
     assert data.split_scenario("taste-shift") == ("taste-shift", None)

@@ -22,7 +22,15 @@ from recsim_llm.scenarios import (
 )
 
 ROBUSTNESS = ("obs-noise", "missing-feedback", "delayed-feedback", "bots", "population-shift")
-NEW = ("stationary", "gradual-drift", "filter-bubble", "choice-misspec", "cold-start", *ROBUSTNESS)
+NEW = (
+    "stationary",
+    "gradual-drift",
+    "trend-shift",
+    "filter-bubble",
+    "choice-misspec",
+    "cold-start",
+    *ROBUSTNESS,
+)
 
 
 def _bow(spec: str, **overrides) -> EnvConfig:
@@ -266,3 +274,53 @@ def test_config_fields_validate_with_their_names():
     with pytest.raises(ValueError, match="choice.cascade_share"):
         ChoiceConfig(cascade_share=-0.1)
     assert dataclasses.asdict(EnvConfig())["feedback_delay"] == 0
+
+
+def test_trend_shift_raises_everyones_interest_in_the_topic_at_the_step_only():
+    """The trend event: at session step 40 every active user's interest in topic 0 rises (the
+    same change for all, no random draw); before it the trajectory is the default world's."""
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    trend = _bow("trend-shift@2")
+    assert trend.world.dynamics.event_step == 40
+    assert scenario_config("taste-shift").world.dynamics.event_step == 40
+    assert EnvConfig().world.dynamics.event_step == -1
+    envs = {
+        name: SlateVectorEnv(64, config=cfg)
+        for name, cfg in (("trend", trend), ("base", _bow("default")))
+    }
+    action = np.tile(np.arange(5), (64, 1))
+    shares = {}
+    for name, env in envs.items():
+        env.reset(seed=5)
+        world = env.sim.world
+        for t in range(42):
+            before = world.interest.copy()
+            step = world.session_step.copy()
+            env.step(action)
+            if t == 40:
+                shares[name] = (before, world.interest.copy(), step)
+    base_before, _, _ = shares["base"]
+    before, after, step = shares["trend"]
+    # Identical worlds up to the event (no extra draw), then topic 0 jumps for users at step 40.
+    np.testing.assert_array_equal(before, base_before)
+    at_event = step == 40
+    assert at_event.sum() > 40
+    rise = after[at_event, 0] - before[at_event, 0]
+    assert (rise > 0).all() and after[at_event, 0].min() > 0.8
+    assert np.median(before[at_event, 0]) < 0.5  # topic 0 was not everyone's taste before
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-9)
+
+
+def test_trend_settings_are_checked_naming_the_field():
+    from recsim_llm.config import CatalogConfig, DynamicsConfig
+
+    with pytest.raises(ValueError, match=r"dynamics\.trend_topic"):
+        WorldConfig(
+            catalog=CatalogConfig(n_topics=4),
+            dynamics=DynamicsConfig(trend_step=3, trend_topic=4, trend_strength=1.0),
+        )
+    with pytest.raises(ValueError, match=r"dynamics\.trend_step"):
+        EnvConfig(world=WorldConfig(dynamics=DynamicsConfig(trend_step=100, trend_strength=1.0)))
+    with pytest.raises(ValueError, match=r"dynamics\.trend_strength"):
+        DynamicsConfig(trend_strength=-1.0)

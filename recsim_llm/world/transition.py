@@ -78,8 +78,11 @@ class DefaultTransition:
     """The default dynamics (parameters in ``DynamicsConfig``).
 
     * interest moves ``filter_bubble_rate`` of the way toward a consumed item's latent vector,
-      takes a Gaussian random-walk step of ``drift_std``, and at session step ``shift_step`` a
-      ``shift_fraction`` of users get freshly sampled interests; then it is renormalised;
+      takes a Gaussian random-walk step of ``drift_std``, at session step ``shift_step`` a
+      ``shift_fraction`` of users get freshly sampled interests (a per-user taste shift), and at
+      session step ``trend_step`` every user's interest in ``trend_topic`` rises by
+      ``trend_strength`` (a trend: the same change for the whole population; no random draw);
+      then it is renormalised;
     * boredom decays by ``boredom_decay`` and rises by ``boredom_increase * (1 - b)`` on the
       consumed topic;
     * satisfaction moves by ``satisfaction_rate * (value - value_reference)`` on a click, clipped
@@ -115,6 +118,8 @@ class DefaultTransition:
             shifted = rows[due & (rng.random(n) < d.shift_fraction)]
             if shifted.size:
                 interest[shifted] = user_sampler.sample_interest(shifted.size, rng)
+        if d.trend_step >= 0 and d.trend_strength > 0.0:
+            interest[state.session_step == d.trend_step, d.trend_topic] += d.trend_strength
         interest /= np.maximum(np.linalg.norm(interest, axis=1, keepdims=True), 1e-9)
 
         boredom *= d.boredom_decay
