@@ -2,7 +2,7 @@
 
 Each trained PPO model of a ``recsim-llm train --seeds`` folder (``RUNS/seed-S/model.zip``) is
 deployed on ``--scenario`` (default ``taste-shift``: half the users' hidden interests are redrawn
-at session step 40) for ``--steps`` user-steps over ``--users`` concurrent users (a stream: a
+at session step 40; ``trend-shift``: everyone's interest in one topic rises there) for ``--steps`` user-steps over ``--users`` concurrent users (a stream: a
 user whose session ends is replaced by a new one), twice from the same env seed (10000 + S, never
 a training or evaluation seed):
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 [mode, seed, part, t, f"{r:.5f}", int(c)]
                 for t, (r, c) in enumerate(zip(run, n, strict=True))
             )
-    windows = session_windows(config.world.dynamics.shift_step, horizon)
+    windows = session_windows(config.world.dynamics.event_step, horizon)
     lines = [
         f"`python benchmarks/bench_online_ppo.py --runs {args.runs} --scenario {args.scenario} "
         f"--steps {args.steps} --users {args.users} --out OUT` ({seconds:.0f} s; "
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     save_figure_and_files(
         fig,
         ax,
-        config.world.dynamics.shift_step,
+        config.world.dynamics.event_step,
         args.out,
         {"drift_ppo.csv": buffer.getvalue(), "drift_ppo.md": text},
         "drift_ppo.png",
