@@ -220,12 +220,29 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: values}
 
 
+def _env_defaults() -> dict[str, Any]:
+    """The default env config, flattened under ``env.`` as a saved run holds it (JSON values)."""
+    from recsim_llm.io import json_text
+
+    return _flatten({"env": json.loads(json_text(to_dict(EnvConfig())))})
+
+
 def _differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Every key whose saved and given values differ. An env field missing from the saved
+    settings (a run written before the field existed) matches when the given value is the
+    field's default: that run was made with the default."""
     old, new = _flatten(saved), _flatten(given)
+    defaults = _env_defaults()
+    missing = "<missing>"
+
+    def same(key: str) -> bool:
+        a, b = old.get(key, missing), new.get(key, missing)
+        return a == b or (a == missing and key in defaults and b == defaults[key])
+
     return [
-        f"{key} (saved {old.get(key, '<missing>')!r}, given {new.get(key, '<missing>')!r})"
+        f"{key} (saved {old.get(key, missing)!r}, given {new.get(key, missing)!r})"
         for key in sorted(old.keys() | new.keys())
-        if old.get(key, "<missing>") != new.get(key, "<missing>")
+        if not same(key)
     ]
 
 

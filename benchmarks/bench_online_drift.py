@@ -114,8 +114,11 @@ def main() -> None:
     shift = dynamics.event_step
     if shift < 0:
         parser.error(f"--scenario {args.scenario!r} has no shift or trend event")
-    if shift < 10:
-        parser.error(f"the event of --scenario {args.scenario!r} is at step {shift}: need >= 10")
+    if shift < 10 or shift + 20 >= config.horizon:
+        parser.error(
+            f"the event of --scenario {args.scenario!r} is at step {shift}: the tables need 10 "
+            f"steps before it and more than 20 after it (horizon {config.horizon})"
+        )
     # The control: the same world without the shift event (the policies are frozen at the
     # same step), so that learning - frozen on the shifted world can be set against what
     # continued learning earns anyway (difference in differences).

@@ -2,8 +2,9 @@
 
 Each trained PPO model of a ``recsim-llm train --seeds`` folder (``RUNS/seed-S/model.zip``) is
 deployed on ``--scenario`` (default ``taste-shift``: half the users' hidden interests are redrawn
-at session step 40; ``trend-shift``: everyone's interest in one topic rises there) for ``--steps`` user-steps over ``--users`` concurrent users (a stream: a
-user whose session ends is replaced by a new one), twice from the same env seed (10000 + S, never
+at session step 40; ``trend-shift``: everyone's interest in one topic rises there) for
+``--steps`` user-steps over ``--users`` concurrent users (a stream: a user whose session ends is
+replaced by a new one), twice from the same env seed (10000 + S, never
 a training or evaluation seed):
 
 * **learning**: ``model.learn`` continues on the deployment env (PPO updates every rollout, the

@@ -1,8 +1,9 @@
 """SB3 PPO training throughput on our env vs on CartPole-v1, with the same PPO settings.
 
 Measured in one run, so that the ratios compare like with like on a noisy machine. Every case
-trains PPO from scratch for the same number of env-steps (one env-step = one user-step = one
-CartPole step) with ``n_envs`` concurrent CartPole envs and ``--users`` concurrent users of our
+trains PPO from scratch for ``--steps`` env-steps (one env-step = one user-step = one CartPole
+step; at least one rollout, ``n_steps`` × the batch, so a large ``--users`` may run more; rates
+are per step actually run) with ``n_envs`` concurrent CartPole envs and ``--users`` concurrent users of our
 batched env (default: the same number), ``n_steps=64``, ``batch_size=256``,
 ``n_epochs=4``, ``learning_rate=3e-4``, ``gamma=0.99`` (``train_sb3``'s settings), on the CPU with
 one torch thread:
@@ -21,7 +22,8 @@ The split: ``env step`` is the time inside the VecEnv's ``step_async``/``step_wa
 rollout buffer, callbacks), ``train`` PPO's gradient updates (``PPO.train``); what is left
 of the wall time is ``learn``'s setup (the first reset) and logging. Usage::
 
-    python benchmarks/bench_ppo_throughput.py [--steps 20000] [--n-envs 16] [--users 1024] [--out FILE]
+    python benchmarks/bench_ppo_throughput.py [--steps 20000] [--n-envs 16] [--users 1024] \
+        [--out FILE]
 """
 
 from __future__ import annotations

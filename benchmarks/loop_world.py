@@ -2,7 +2,7 @@
 
 Same model and equations as ``recsim_llm.world.World`` (MNL with a no-click option and position
 bias, or cascade; consumed value; engagement; rating; filter-bubble interest pull, random walk and
-taste-shift events; boredom; satisfaction; churn), but a Python loop over users with scalar math
+taste-shift and trend events; boredom; satisfaction; churn), but a Python loop over users with scalar math
 and small per-user NumPy vectors, and no batching across users. It exists only as the reference
 point of ``bench_throughput.py``.
 
@@ -144,6 +144,9 @@ class LoopWorld:
         if d.shift_step >= 0 and d.shift_fraction > 0.0:
             if rng.random() < d.shift_fraction and user.session_step == d.shift_step:
                 user.interest = self.sampler.sample_interest(1, rng)[0]
+        if d.trend_step >= 0 and d.trend_strength > 0.0 and user.session_step == d.trend_step:
+            user.interest = user.interest.copy()
+            user.interest[d.trend_topic] += d.trend_strength
         user.interest = user.interest / max(float(np.linalg.norm(user.interest)), 1e-9)
 
         user.boredom = user.boredom * d.boredom_decay

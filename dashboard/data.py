@@ -749,7 +749,8 @@ def scenario_config(config: dict[str, Any] | None, scenario: str) -> dict[str, A
 def shift_step(config: dict[str, Any] | None, scenario: str) -> int | None:
     """The step of a scenario's first shift or trend event (``world.dynamics``: ``shift_step``
     with ``shift_fraction`` > 0, ``trend_step`` with ``trend_strength`` > 0), None without one.
-    A run file written before trend events existed gives its ``shift_step`` as it is."""
+    Older run files lack the ``trend_*`` fields (no trend); one without ``shift_fraction``
+    counts its ``shift_step`` as given, one with ``shift_fraction`` 0 has no shift."""
     env = scenario_config(config, scenario) or {}
     try:
         dynamics = env["world"]["dynamics"]

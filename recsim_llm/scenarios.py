@@ -117,19 +117,19 @@ def gradual_drift(strength: float = 0.03) -> EnvConfig:
     return _dynamics(drift_std=strength)
 
 
+SHIFT_STEP = 40
+"""Session step of the event of ``taste-shift`` and ``trend-shift``."""
+
+
 def taste_shift(strength: float = 0.5) -> EnvConfig:
     """A ``strength`` share of users redraw their interests at session step 40."""
-    return _dynamics(shift_step=40, shift_fraction=strength)
-
-
-TREND_STEP = 40
-"""Session step of the trend event of ``trend-shift`` (the step of ``taste-shift``'s event)."""
+    return _dynamics(shift_step=SHIFT_STEP, shift_fraction=strength)
 
 
 def trend_shift(strength: float = 1.0) -> EnvConfig:
     """At session step 40 every user's interest in topic 0 rises by ``strength`` (then
     renormalised): a population-wide trend, unlike ``taste-shift``'s per-user redraw."""
-    return _dynamics(trend_step=TREND_STEP, trend_topic=0, trend_strength=strength)
+    return _dynamics(trend_step=SHIFT_STEP, trend_topic=0, trend_strength=strength)
 
 
 def filter_bubble(strength: float = 0.2) -> EnvConfig:

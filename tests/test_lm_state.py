@@ -295,6 +295,16 @@ def test_world_hash_ignores_later_switches_only_while_they_are_off():
     assert world_hash(replace(base, users=UserConfig(bot_fraction=0.0))) == world_hash(base)
     assert world_hash(replace(base, users=UserConfig(bot_fraction=0.1))) != world_hash(base)
     assert world_hash(replace(base, choice=ChoiceConfig(cascade_share=0.5))) != world_hash(base)
+    # The trend event: out of the hash while it is off (no strength, or no step).
+    from recsim_llm.config import DynamicsConfig
+
+    for off in (
+        DynamicsConfig(trend_step=40, trend_topic=3, trend_strength=0.0),
+        DynamicsConfig(trend_step=-1, trend_topic=3, trend_strength=1.0),
+    ):
+        assert world_hash(replace(base, dynamics=off)) == world_hash(base)
+    on = DynamicsConfig(trend_step=40, trend_topic=0, trend_strength=1.0)
+    assert world_hash(replace(base, dynamics=on)) != world_hash(base)
 
 
 def test_fast_head_in_blocks_equals_one_product_for_the_shipped_encoder():

@@ -446,31 +446,49 @@ def test_bad_encoder_prior_is_refused_with_the_parameter_named(prior, affinity, 
         )
 
 
-@pytest.mark.parametrize("net_arch", [[16, 8], []])
-def test_factorised_first_layer_equals_the_concatenated_input(net_arch):
+@pytest.mark.parametrize(
+    ("net_arch", "interaction", "affinity", "flat"),
+    [
+        ([16, 8], 3, 4, False),
+        ([], 3, 4, False),
+        ([16], 0, 0, False),
+        ([16, 8], 3, 0, True),
+        ([8], 0, 2, True),
+    ],
+)
+def test_factorised_first_layer_equals_the_concatenated_input(
+    net_arch, interaction, affinity, flat
+):
     """The scorer applies its first layer's user block once per row; same function as the
-    documented ``scorer(concat(user, candidate, affinity, interaction))`` per candidate."""
+    documented ``scorer(concat(user, candidate, affinity, interaction))`` per candidate, for
+    Dict and flat observations, with and without the optional inputs, on non-trivial running
+    statistics."""
     env = ToyCandidateEnv(n_candidates=7, slate_size=3, user_dim=4, feat_dim=5)
+    space = FlatToyEnv(env).observation_space if flat else env.observation_space
     policy = CandidateScorerPolicy(
-        env.observation_space,
+        space,
         env.action_space,
         lambda _: 1e-3,
         net_arch=net_arch,
-        interaction_dim=3,
-        affinity_dim=4,
+        interaction_dim=interaction,
+        affinity_dim=affinity,
+        layout=(4, 7, 5) if flat else None,
     )
     rng = np.random.default_rng(3)
     user = torch.as_tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
     cands = torch.as_tensor(rng.normal(size=(6, 7, 5)), dtype=torch.float32)
     mask = torch.ones(6, 7, dtype=torch.bool)
     with torch.no_grad():
+        policy._update_stats(user * 3.0 + 1.0, cands * 2.0 - 0.5, mask)  # non-trivial stats
         policy.score_head.weight.normal_()  # a non-trivial score (the init gain is 0.01)
         got = policy._logits(user, cands, mask)
-        affinity = (user[:, None, :4] * cands[:, :, :4]).sum(-1, keepdim=True)
         u, c = policy._normalized(user, cands)
-        inter = policy.user_proj(u).unsqueeze(1) * policy.cand_proj(c)
-        x = torch.cat([u.unsqueeze(1).expand(-1, 7, -1), c, affinity, inter], dim=-1)
-        expected = policy.score_head(policy.scorer(x)).squeeze(-1)
+        parts = [u.unsqueeze(1).expand(-1, 7, -1), c]
+        if affinity:
+            parts.append((user[:, None, :affinity] * cands[:, :, :affinity]).sum(-1, keepdim=True))
+        if interaction:
+            parts.append(policy.user_proj(u).unsqueeze(1) * policy.cand_proj(c))
+        expected = policy.score_head(policy.scorer(torch.cat(parts, dim=-1))).squeeze(-1)
     assert got.shape == (6, 7)
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

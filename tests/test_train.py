@@ -257,6 +257,30 @@ def test_a_run_recorded_before_encoder_prior_existed_still_resumes(tmp_path):
         check_resume(out, config, TrainSettings(**same, scenario="default", encoder_prior=1.0))
 
 
+def test_a_run_recorded_before_trend_events_existed_still_resumes(tmp_path):
+    """Env fields added later (the trend event) are missing from older run files: they match
+    while the given value is the field's default, and a non-default one is refused by name."""
+    from dataclasses import replace
+
+    from recsim_llm.agents.training import TrainSettings, check_resume
+    from recsim_llm.scenarios import scenario_config
+
+    out = tmp_path / "run"
+    assert main(_train(out, "--steps", "256", "--eval-every", "0")) == 0
+    record = json.loads((out / "config.json").read_text())
+    dynamics = record["settings"]["env"]["world"]["dynamics"]
+    for field in ("trend_step", "trend_topic", "trend_strength"):
+        del dynamics[field]  # as written before the trend event existed
+    (out / "config.json").write_text(json.dumps(record))
+    config = scenario_config("default", encoder="bow", horizon=30)
+    same = dict(steps=256, n_envs=4, eval_every=0, eval_seeds=(100, 101), eval_users=4)
+    settings = TrainSettings(**same, scenario="default")
+    assert check_resume(out, config, settings) is None  # complete, and the settings match
+    trend = replace(config.world.dynamics, trend_step=10, trend_topic=2, trend_strength=1.0)
+    with pytest.raises(ValueError, match=r"trend_strength \(saved '<missing>', given 1\.0\)"):
+        check_resume(out, replace(config, world=replace(config.world, dynamics=trend)), settings)
+
+
 def test_encoder_prior_run_starts_at_encoder_greedy_and_is_recorded(tmp_path):
     from recsim_llm.agents.baselines import EncoderGreedyPolicy
     from recsim_llm.agents.sb3 import make_sb3_model

@@ -1,4 +1,5 @@
-"""Interest drift: per-step outcomes aligned at the taste shift, recovery, hidden interest paths."""
+"""Interest drift: per-step outcomes aligned at the taste shift or trend, recovery, hidden
+interest paths."""
 
 import numpy as np
 import streamlit as st
@@ -22,13 +23,13 @@ if sel is not None:
         )
         if with_shift:
             st.info(
-                f"Scenario `{sel.scenario}` has no taste shift; choose one that has in the "
+                f"Scenario `{sel.scenario}` has no taste shift or trend; choose one that has in the "
                 f"sidebar: {', '.join(with_shift)}. Curves below are not aligned."
             )
         else:
             common.missing(
-                f"a scenario with a taste shift (`world.dynamics.shift_step` in "
-                f"`{data.CONFIG_FILE}`)",
+                f"a scenario with a taste shift or trend (`world.dynamics.shift_step` or "
+                f"`trend_step` in `{data.CONFIG_FILE}`)",
                 data.CMD_SHIFT,
             )
     elif len({s for s in shifts.values() if s is not None}) > 1:

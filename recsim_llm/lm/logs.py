@@ -53,8 +53,10 @@ def world_hash(world: WorldConfig) -> str:
     for part, field in _LATER_SWITCHES:
         if values[part].get(field) == 0.0:
             del values[part][field]
-    # The trend event (added later too): its three fields are left out while it is off.
-    if values["dynamics"].get("trend_strength") == 0.0:
+    # The trend event (added later too): its three fields are left out while it is off (no
+    # strength, or no step).
+    dyn = values["dynamics"]
+    if dyn.get("trend_strength") == 0.0 or dyn.get("trend_step", -1) < 0:
         for field in ("trend_step", "trend_topic", "trend_strength"):
             values["dynamics"].pop(field, None)
     payload = json.dumps(values, sort_keys=True).encode()
