@@ -185,6 +185,32 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
     md = (out / "results.md").read_text()
     assert "| popularity (leak-free) |" in md and "hidden full utility" in md
     assert "mean pairwise cosine" in md
+    # The cold-item segment is also resampled over its clicked cold items: same point, its own
+    # interval, and the paired difference carries it too.
+    n_items = res["runs"][0]["segments"]["cold_items"]["n_clicked_items"]
+    assert n_items >= 1
+    for name, row in table.items():
+        cold = row["cold_items"]
+        assert cold[ev_mod.ITEM_METRIC] == pytest.approx(cold["row_auc"], nan_ok=True), name
+    assert paired["popularity (leak-free)"]["cold_items"][ev_mod.ITEM_METRIC][0] == pytest.approx(
+        paired["popularity (leak-free)"]["cold_items"]["row_auc"][0], nan_ok=True
+    )
+    assert f"bootstrap over the {n_items} clicked cold items" in md
+
+
+def test_item_bootstrap_of_one_item_has_no_spread_and_users_do():
+    """Rows that all share one clicked item: resampling items cannot move the mean, resampling
+    their users does."""
+    values = np.array([0.2, 0.9, 0.4, 0.7])
+    users = np.array([0, 1, 2, 3])
+    items = np.zeros(4, dtype=np.int64)
+    _, by_user = ev_mod.mean_by_user(values, users, ev_mod.resample_counts(4, 200, 0))
+    point, by_item = ev_mod.mean_by_user(
+        values, items, ev_mod.resample_counts(1, 200, 0, stream=0x17E5)
+    )
+    assert point == pytest.approx(0.55)
+    np.testing.assert_allclose(by_item, 0.55)
+    assert np.ptp(by_user) > 0.2
 
 
 def test_encoder_eval_without_exact_states_scores_the_fast_state_and_baselines(

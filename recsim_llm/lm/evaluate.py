@@ -56,6 +56,9 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 K = 10
 METRICS = ("row_auc", "auc", f"ndcg@{K}", f"hr@{K}")
+ITEM_METRIC = "row_auc_items"
+"""The cold-item segment's per-row AUC with its interval from a bootstrap over the clicked cold
+items instead of the users (same point estimate as ``row_auc``)."""
 N_BOOT = 1000
 BASELINES = (
     "popularity (leak-free)",
@@ -108,9 +111,10 @@ def ranking_metrics(scores: np.ndarray, positive: np.ndarray, k: int = K) -> tup
     return float(ndcg.mean()), float(hit.mean())
 
 
-def resample_counts(n_users: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_users) how often each user is drawn in each bootstrap resample (seeded)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB007]))
+def resample_counts(n_users: int, n_boot: int, seed: int, stream: int = 0xB007) -> np.ndarray:
+    """(n_boot, n_users) how often each user (or item) is drawn in each bootstrap resample
+    (seeded; ``stream`` keeps the users' and the items' resamples apart)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
     if n_users == 0:
         return np.zeros((n_boot, 0))
     return rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(np.float64)
@@ -194,6 +198,10 @@ class EvalSet:
     """'slate' or 'candidates': what per-row AUC ranks within."""
     segments: dict[str, tuple[np.ndarray, np.ndarray]]
     """segment -> (ranking rows mask (n_rows,), impression mask (n_rows, slate))."""
+    cold_item_idx: np.ndarray
+    """(rows of the cold-item segment,) index of each row's clicked cold item among them."""
+    cold_item_counts: np.ndarray
+    """(n_boot, clicked cold items) bootstrap resamples of the clicked cold items."""
 
     def slice_scores(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         """Every per-row / pooled input a metric needs, from (n_rows, n_cand) scores."""
@@ -256,6 +264,10 @@ def build_eval_set(
         new_user = ~np.isin(data.user[rows], data.user[split.train])
         segments["cold_users"] = (has_pos & new_user & in_sample, imp_all & new_user[:, None])
     users, user_idx = np.unique(data.user[rows], return_inverse=True)
+    # The cold-item segment is also resampled over its clicked items: a few popular items carry
+    # much of it, which a bootstrap over users does not see (docs/results.md, session 7).
+    cold_items, cold_item_idx = np.unique(pos_item[segments["cold_items"][0]], return_inverse=True)
+    item_counts = resample_counts(cold_items.size, n_boot, seed, stream=0x17E5)
     return EvalSet(
         data=data,
         split=split,
@@ -270,6 +282,8 @@ def build_eval_set(
         counts=resample_counts(users.size, n_boot, seed),
         over=over,
         segments=segments,
+        cold_item_idx=cold_item_idx,
+        cold_item_counts=item_counts,
     )
 
 
@@ -309,13 +323,15 @@ def score_metrics(
         if seg == "cold_items" and ev.over == "slate":
             # The cold positive against the row's shown negatives (negatives may be warm).
             yy = ev.y[rank_mask] * imp_mask[rank_mask]
-            res["row_auc"] = mean_by_user(
-                per_row_auc(shown[rank_mask], yy, imp_mask[rank_mask] | (ev.y[rank_mask] == 0)),
-                users,
-                ev.counts,
+            seg_auc = per_row_auc(
+                shown[rank_mask], yy, imp_mask[rank_mask] | (ev.y[rank_mask] == 0)
             )
         else:
-            res["row_auc"] = mean_by_user(row_auc_all[rank_mask], users, ev.counts)
+            seg_auc = row_auc_all[rank_mask]
+        res["row_auc"] = mean_by_user(seg_auc, users, ev.counts)
+        if seg == "cold_items":
+            # The same rows, resampled over their clicked cold items (ITEM_METRIC).
+            res[ITEM_METRIC] = mean_by_user(seg_auc, ev.cold_item_idx, ev.cold_item_counts)
         imp_users = np.repeat(ev.user_idx[:, None], shown.shape[1], 1)[imp_mask]
         res["auc"] = pooled_auc_by_user(shown[imp_mask], ev.y[imp_mask], imp_users, ev.counts)
         if cand is None:
@@ -328,8 +344,9 @@ def score_metrics(
 
 
 def segment_sizes(ev: EvalSet) -> dict[str, dict[str, int]]:
-    """Rankings (rows with a response), impressions and users per segment."""
-    return {
+    """Rankings (rows with a response), impressions and users per segment; the cold-item
+    segment also counts its clicked cold items (what its item-level bootstrap resamples)."""
+    sizes = {
         seg: {
             "n_rankings": int(rank.sum()),
             "n_impressions": int(imp.sum()),
@@ -337,6 +354,8 @@ def segment_sizes(ev: EvalSet) -> dict[str, dict[str, int]]:
         }
         for seg, (rank, imp) in ev.segments.items()
     }
+    sizes["cold_items"]["n_clicked_items"] = int(ev.cold_item_counts.shape[1])
+    return sizes
 
 
 # -- scorers -----------------------------------------------------------------------------------------
@@ -767,7 +786,8 @@ def evaluate_split(
                         results[name][seg][m][0] - results[key][seg][m][0],
                         *interval(results[name][seg][m][1] - results[key][seg][m][1]),
                     ]
-                    for m in METRICS
+                    for m in (*METRICS, ITEM_METRIC)
+                    if m in results[name][seg] and m in results[key][seg]
                 }
                 for seg in results[name]
             }
@@ -1076,6 +1096,24 @@ def markdown_report(result: dict[str, Any]) -> str:
                 cells = [_fmt(*d[s]["row_auc"]) if s in d else "–" for s in segs]
                 lines.append(f"| {name} | {bname} | " + " | ".join(cells) + " |")
         lines.append("")
+        item_rows = [
+            (name, bname, d["cold_items"][ITEM_METRIC])
+            for name in run["main_rows"]
+            for bname, d in result["paired"].get(name, {}).items()
+            if ITEM_METRIC in d.get("cold_items", {})
+        ]
+        if item_rows:
+            n_items = run["segments"]["cold_items"].get("n_clicked_items", "?")
+            lines.append(
+                f"Cold items, the same differences with a bootstrap over the {n_items} clicked "
+                "cold items instead of the users (a few popular items carry much of this segment):"
+            )
+            lines.append("")
+            lines.append("| method | baseline | cold items (interval over items) |")
+            lines.append("|---|---|---|")
+            for name, bname, d in item_rows:
+                lines.append(f"| {name} | {bname} | {_fmt(*d)} |")
+            lines.append("")
     lines.append("State diversity (evaluated sample rows; items: every catalog item):")
     lines.append("")
     lines.append("| state | mean pairwise cosine | mean norm | n |")
