@@ -17,7 +17,7 @@ item dropped, stricter than fine-tuning, which masks cold items; a training row'
 leaves out its own click) and scored on every test row with the encoder evaluation's per-row AUC
 (shown items, intervals over users), beside the hidden ceilings read from the logs.
 
-    python benchmarks/observable_ceiling.py --logs LOGS [--seeds 0 1 2]
+    python benchmarks/observable_ceiling.py --logs LOGS [--seeds 0 1 2] [--cold-item-fraction 0.1]
 """
 
 from __future__ import annotations
@@ -111,7 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logs", required=True, help="logs from recsim-llm write-logs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--cold-item-fraction",
+        type=float,
+        default=0.1,
+        help="share of items held out as cold (the encoder's split setting; default 0.1)",
+    )
     args = parser.parse_args(argv)
+    if not 0.0 <= args.cold_item_fraction < 1.0:
+        parser.error(f"--cold-item-fraction must be in [0, 1), got {args.cold_item_fraction}")
 
     from sklearn.linear_model import LogisticRegression
 
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| split | ranking by | per-row AUC, all test rows | cold-item rows |")
     print("|---|---|---|---|")
     for seed in args.seeds:
-        split = split_logs(data, "user", 0.1, 0.2, 0.1, seed)
+        split = split_logs(data, "user", 0.1, 0.2, args.cold_item_fraction, seed)
         cold = split.cold_mask(data.n_items)
         train = split.train[~cold[data.slates[split.train]].any(axis=1)]
         popularity = np.bincount(
