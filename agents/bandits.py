@@ -6,6 +6,14 @@ state. Both share one linear model over all users, one feature function and one 
 update; they differ only in how a candidate is scored from the posterior. The feature of a
 (user, candidate) pair is the candidate embedding, its element-wise products with each block of
 the user state, the candidate's observable scalars and a bias.
+
+With ``user_discount`` set (the ``linucb-hybrid`` / ``thompson-hybrid`` specs) each also keeps a
+small model per user beside the shared one, as in hybrid LinUCB (Li et al., 2010): a ridge
+regression, per user row, of what the shared model got wrong (click − θ·x of each shown
+candidate) on the candidate's item embedding and a bias, with exponential forgetting (every
+step the evidence so far is weighted by ``user_discount``, the prior precision stays
+``user_ridge``). Its prediction is added to the shared score, so a user whose taste moves is
+followed within a few clicks, which a model shared by all users cannot do.
 """
 
 from __future__ import annotations
@@ -33,13 +41,28 @@ class _LinearBandit:
     name = "linear-bandit"
     privileged = False
 
-    def __init__(self, ridge: float) -> None:
+    def __init__(
+        self, ridge: float, user_discount: float | None = None, user_ridge: float = 1.0
+    ) -> None:
+        if user_discount is not None and not 0.0 < user_discount <= 1.0:
+            raise ValueError(f"user_discount must be in (0, 1] or None, got {user_discount}")
+        if not user_ridge > 0:
+            raise ValueError(f"user_ridge must be > 0, got {user_ridge}")
         self.ridge = float(ridge)
+        self.user_discount = None if user_discount is None else float(user_discount)
+        self.user_ridge = float(user_ridge)
+        if self.user_discount is not None:
+            self.name = f"{self.name}-hybrid"
         self.reset(0)
 
     def reset(self, seed: int) -> None:
         self._layout: tuple[int, int, int, int] | None = None
         self._rng = np.random.default_rng(seed)
+        # The per-user models (hybrid only), sized at the first step: precision (n, d, d),
+        # evidence (n, d) and their solution (n, d) over [item embedding, 1].
+        self._user_a: np.ndarray | None = None
+        self._user_b: np.ndarray | None = None
+        self._user_beta: np.ndarray | None = None
 
     def _init(self, observation: dict[str, np.ndarray]) -> None:
         user_dim = np.shape(observation["user"])[-1] - N_USER_SCALARS
@@ -77,13 +100,35 @@ class _LinearBandit:
         return np.concatenate([emb, inter.reshape(n, items.shape[1], -1), scalars, ones], axis=2)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """(n_users, n_candidates) ranking scores from the features ``x``."""
+        """(n_users, n_candidates) ranking scores of the shared model from the features ``x``."""
         raise NotImplementedError
+
+    def _user_features(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """(n_users, n_candidates, item_dim + 1): each candidate's item embedding and a 1."""
+        assert self._layout is not None
+        item_dim = self._layout[2]
+        emb = np.asarray(observation["candidates"], dtype=np.float64)[..., :item_dim]
+        return np.concatenate([emb, np.ones(emb.shape[:-1] + (1,))], axis=2)
+
+    def user_scores(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """(n_users, n_candidates) the per-user models' correction (0 without them or a click
+        history yet)."""
+        n, c = np.shape(observation["candidates"])[:2]
+        if self._user_beta is None:
+            return np.zeros((n, c))
+        if self._user_beta.shape[0] != n:
+            raise ValueError(
+                f"the per-user models were sized for {self._user_beta.shape[0]} user rows, got "
+                f"an observation of {n}: reset(seed) before a run with another batch"
+            )
+        return np.einsum("ncd,nd->nc", self._user_features(observation), self._user_beta)
 
     def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
         if self._layout is None:
             self._init(observation)
         scores = self.scores(self.features(observation))
+        if self.user_discount is not None:
+            scores = scores + self.user_scores(observation)
         mask = observation.get("candidate_mask")
         if mask is not None:  # padding is never shown
             scores = np.where(np.asarray(mask) > 0.5, scores, -np.inf)
@@ -101,11 +146,38 @@ class _LinearBandit:
         pos = np.asarray(info["position"])
         rows = np.flatnonzero(pos >= 0)
         clicked[rows, pos[rows]] = 1.0
+        if self.user_discount is not None:
+            # Before the shared update: the residual is what the model that chose the slate
+            # got wrong.
+            residual = clicked - (shown @ self._theta).reshape(slate.shape)
+            self._update_users(observation, slate, residual)
         self._a += shown.T @ shown
         self._b += shown.T @ clicked.ravel()
         self._a_inv = np.linalg.inv(self._a)
         self._theta = self._a_inv @ self._b
         self._posterior_changed()
+
+    def _update_users(
+        self, observation: dict[str, np.ndarray], slate: np.ndarray, residual: np.ndarray
+    ) -> None:
+        """Discounted per-user ridge step on the shown candidates' residuals."""
+        assert self.user_discount is not None
+        e = np.take_along_axis(self._user_features(observation), slate[:, :, None], axis=1)
+        n, _, d = e.shape
+        if self._user_a is None or self._user_b is None:
+            self._user_a = np.tile(np.eye(d) * self.user_ridge, (n, 1, 1))
+            self._user_b = np.zeros((n, d))
+        elif self._user_a.shape[0] != n:
+            raise ValueError(
+                f"the per-user models were sized for {self._user_a.shape[0]} user rows, got "
+                f"an update of {n}: reset(seed) before a run with another batch"
+            )
+        g = self.user_discount
+        # The prior keeps its precision; only the evidence is forgotten.
+        prior = (1.0 - g) * self.user_ridge * np.eye(d)
+        self._user_a = g * self._user_a + prior + np.einsum("nkd,nke->nde", e, e)
+        self._user_b = g * self._user_b + np.einsum("nkd,nk->nd", e, residual)
+        self._user_beta = np.linalg.solve(self._user_a, self._user_b[..., None])[..., 0]
 
     def _posterior_changed(self) -> None:
         """Hook for caches derived from the posterior."""
@@ -117,16 +189,25 @@ class LinUCBPolicy(_LinearBandit):
     Args:
         alpha: exploration width.
         ridge: prior precision (A starts as ``ridge·I``).
+        user_discount: with a value in (0, 1], also a per-user model with this forgetting
+            factor (``linucb-hybrid``, module docstring); None: the shared model only.
+        user_ridge: the per-user models' prior precision.
     """
 
     name = "linucb"
     privileged = False
 
-    def __init__(self, alpha: float = 0.5, ridge: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        ridge: float = 1.0,
+        user_discount: float | None = None,
+        user_ridge: float = 1.0,
+    ) -> None:
         if not alpha >= 0 or not ridge > 0:
             raise ValueError(f"alpha must be >= 0 and ridge > 0, got {alpha}, {ridge}")
         self.alpha = float(alpha)
-        super().__init__(ridge)
+        super().__init__(ridge, user_discount, user_ridge)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         mean = x @ self._theta
@@ -144,16 +225,26 @@ class LinearThompsonPolicy(_LinearBandit):
     Args:
         scale: posterior width ``v`` (exploration; 0 is greedy on ``θ``).
         ridge: prior precision (A starts as ``ridge·I``).
+        user_discount: with a value in (0, 1], also a per-user model with this forgetting
+            factor (``thompson-hybrid``, module docstring; its mean is added, not sampled);
+            None: the shared model only.
+        user_ridge: the per-user models' prior precision.
     """
 
     name = "thompson"
     privileged = False
 
-    def __init__(self, scale: float = 0.25, ridge: float = 1.0) -> None:
+    def __init__(
+        self,
+        scale: float = 0.25,
+        ridge: float = 1.0,
+        user_discount: float | None = None,
+        user_ridge: float = 1.0,
+    ) -> None:
         if not scale >= 0 or not ridge > 0:
             raise ValueError(f"scale must be >= 0 and ridge > 0, got {scale}, {ridge}")
         self.scale = float(scale)
-        super().__init__(ridge)
+        super().__init__(ridge, user_discount, user_ridge)
 
     def _init(self, observation: dict[str, np.ndarray]) -> None:
         super()._init(observation)

@@ -137,6 +137,41 @@ def thompson_policy(arg: str | None, *, seed: int = 0, **_: Any) -> SlatePolicy:
     return policy
 
 
+HYBRID_DISCOUNT = 0.95
+"""The per-user models' forgetting factor of ``linucb-hybrid`` / ``thompson-hybrid`` without an
+argument (``docs/benchmarks.md``, "Online adjustment under drift", session 8)."""
+
+
+def _discount(name: str, arg: str | None) -> float:
+    if arg is None:
+        return HYBRID_DISCOUNT
+    try:
+        value = float(arg)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"policy spec '{name}:{arg}': the per-user discount must be a number in (0, 1]"
+        )
+    return value
+
+
+def linucb_hybrid_policy(arg: str | None, **_: Any) -> SlatePolicy:
+    """``linucb-hybrid[:DISCOUNT]``: LinUCB plus a forgetting per-user model (observable)."""
+    from recsim_llm.agents.bandits import LinUCBPolicy
+
+    return LinUCBPolicy(user_discount=_discount("linucb-hybrid", arg))
+
+
+def thompson_hybrid_policy(arg: str | None, *, seed: int = 0, **_: Any) -> SlatePolicy:
+    """``thompson-hybrid[:DISCOUNT]``: Thompson sampling plus a forgetting per-user model."""
+    from recsim_llm.agents.bandits import LinearThompsonPolicy
+
+    policy = LinearThompsonPolicy(user_discount=_discount("thompson-hybrid", arg))
+    policy.reset(seed)
+    return policy
+
+
 def myopic_policy(arg: str | None, **_: Any) -> SlatePolicy:
     """``myopic``: the highest expected immediate engagement (reads hidden state)."""
     from recsim_llm.agents.baselines import MyopicPolicy
@@ -182,6 +217,14 @@ register_policy("random", "recsim_llm.agents.specs:random_policy")
 register_policy("popularity", "recsim_llm.agents.specs:popularity_policy")
 register_policy("linucb", "recsim_llm.agents.specs:linucb_policy")
 register_policy("thompson", "recsim_llm.agents.specs:thompson_policy")
+register_policy(
+    "linucb-hybrid", "recsim_llm.agents.specs:linucb_hybrid_policy", form="linucb-hybrid[:DISCOUNT]"
+)
+register_policy(
+    "thompson-hybrid",
+    "recsim_llm.agents.specs:thompson_hybrid_policy",
+    form="thompson-hybrid[:DISCOUNT]",
+)
 register_policy("myopic", "recsim_llm.agents.specs:myopic_policy")
 register_policy(
     "encoder-greedy", "recsim_llm.agents.specs:encoder_greedy_policy", form="encoder-greedy[:PATH]"

@@ -2,8 +2,9 @@
 
 On a scenario with a shift event (``taste-shift``: half the users' hidden interests are redrawn
 at ``shift_step``; ``trend-shift``: every user's interest in one topic rises at ``trend_step``),
-each online learner (LinUCB, linear Thompson sampling) runs twice per seed: learning throughout,
-and frozen at the event (its model stops updating from that step on; it still acts on the
+each online learner (``--policies``: by default LinUCB and linear Thompson sampling, shared
+models only, and their hybrid versions with a forgetting per-user model beside the shared one)
+runs twice per seed: learning throughout, and frozen at the event (its model stops updating from that step on; it still acts on the
 current observation, whose encoder state follows the user's history). Both also run on a
 control world, the same scenario without the event, frozen at the same step: learning − frozen
 on the shifted world minus the same on the control (a difference in differences, paired by
@@ -16,6 +17,8 @@ refused before any work).
     python benchmarks/bench_online_drift.py --seeds 0,1,2,3,4 --users 128 --out /tmp/drift
     python benchmarks/bench_online_drift.py --scenario trend-shift --seeds 0,1,2,3,4,5,6,7,8,9 \
         --users 256 --out /tmp/trend
+    python benchmarks/bench_online_drift.py --policies linucb-hybrid:0.8,linucb-hybrid:0.95 \
+        --seeds 0,1,2,3,4 --out /tmp/discount
 
 "Recovery" is the first step after the shift at which the 5-step moving mean of the reward is
 back at the pre-shift level (the mean of the 10 steps before the shift), or "not within the
@@ -85,6 +88,11 @@ def main() -> None:
         default="taste-shift",
         help="a scenario with a shift or trend event (taste-shift, trend-shift, NAME@STRENGTH)",
     )
+    parser.add_argument(
+        "--policies",
+        default="linucb,thompson,linucb-hybrid,thompson-hybrid",
+        help="comma-separated specs of learning policies (each also runs frozen)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from dataclasses import replace
@@ -99,9 +107,22 @@ def main() -> None:
         parser.error(f"--seeds must be distinct non-negative integers, got {args.seeds!r}")
     if args.users < 1:
         parser.error(f"--users must be >= 1, got {args.users}")
+    from recsim_llm.agents.base import LearningSlatePolicy
+    from recsim_llm.agents.specs import make_policies, make_policy
+
+    specs = [x.strip() for x in args.policies.split(",") if x.strip()]
+    try:
+        probes = make_policies(specs)
+    except ValueError as exc:
+        parser.error(f"--policies: {exc}")
+    for spec, probe in zip(specs, probes, strict=True):
+        if not isinstance(probe, LearningSlatePolicy):
+            parser.error(
+                f"--policies: {spec!r} does not learn online (no update()), nothing to freeze"
+            )
+    names = [probe.name for probe in probes]
     check_out_dir(args.out, "eval")  # a foreign or file --out is refused before any work
 
-    from recsim_llm.agents.bandits import LinearThompsonPolicy, LinUCBPolicy
     from recsim_llm.envs.vector import SlateVectorEnv
     from recsim_llm.evaluation import rollout
     from recsim_llm.scenarios import scenario_config
@@ -129,12 +150,10 @@ def main() -> None:
             dynamics=replace(dynamics, shift_step=-1, shift_fraction=0.0, trend_strength=0.0),
         ),
     )
-    makers = {
-        "linucb": lambda: LinUCBPolicy(),
-        "linucb-frozen": lambda: FrozenAt(LinUCBPolicy(), shift),
-        "thompson": lambda: LinearThompsonPolicy(),
-        "thompson-frozen": lambda: FrozenAt(LinearThompsonPolicy(), shift),
-    }
+    makers: dict[str, Any] = {}
+    for spec, name in zip(specs, names, strict=True):
+        makers[name] = lambda spec=spec: make_policy(spec)
+        makers[name + "-frozen"] = lambda spec=spec: FrozenAt(make_policy(spec), shift)
     worlds = {args.scenario: config, "control (no shift)": control}
     all_curves: dict[str, dict[str, list[np.ndarray]]] = {}
     start = time.perf_counter()
@@ -193,7 +212,7 @@ def main() -> None:
         "| policy | period | shifted world | control (no shift) | difference in differences |",
         "|---|---|---|---|---|",
     ]
-    for base in ("linucb", "thompson"):
+    for base in names:
         for period, (lo, hi) in periods.items():
             cells = []
             diffs = []

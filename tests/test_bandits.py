@@ -153,3 +153,107 @@ def test_linear_bandits_never_pick_masked_candidates(make):
         assert all(len(set(row)) == 3 for row in slate.tolist())
         clicked = rng.random(N_USERS) < np.take_along_axis(prob, slate[:, :1], axis=1)[:, 0]
         policy.update(obs, slate, {"position": np.where(clicked, 0, -1)})
+
+
+# Per-user tastes the shared model cannot see: user row n clicks with p = 0.5 + 0.3·s_n·(a·e),
+# s_n = +1 for the first half of the rows and -1 for the others (the user features are noise), so
+# the best candidate of one half is the worst of the other. ``flip_at``: from that round on every
+# s_n changes sign (each user's taste moves, as in ``taste-shift``).
+def _run_per_user_bandit(policy, seed, rounds=ROUNDS, flip_at=None):
+    rng = np.random.default_rng(seed)
+    a = _unit(rng, DIM)
+    sign = np.where(np.arange(N_USERS) < N_USERS // 2, 1.0, -1.0)
+    policy.reset(seed)
+    regret, slates = [], []
+    for t in range(rounds):
+        if flip_at is not None and t == flip_at:
+            sign = -sign
+        obs, context, _ = _bandit_round(rng, a, a, t)
+        emb = obs["candidates"][..., :DIM].astype(np.float64)
+        prob = 0.5 + 0.3 * sign[:, None] * (emb @ a)
+        slate = policy.act(obs, context)
+        chosen = np.take_along_axis(prob, slate, axis=1)[:, 0]
+        regret.append((prob.max(axis=1) - chosen).mean())
+        slates.append(slate)
+        clicked = rng.random(N_USERS) < chosen
+        policy.update(obs, slate, {"position": np.where(clicked, 0, -1)})
+    return np.array(regret), np.stack(slates)
+
+
+def test_hybrid_bandits_validate_and_are_named():
+    from recsim_llm.agents.specs import make_policy
+
+    for make in (LinUCBPolicy, LinearThompsonPolicy):
+        for bad in (0.0, -0.5, 1.5, float("nan")):
+            with pytest.raises(ValueError, match="user_discount"):
+                make(user_discount=bad)
+        with pytest.raises(ValueError, match="user_ridge"):
+            make(user_discount=0.9, user_ridge=0.0)
+    assert LinUCBPolicy().name == "linucb"
+    assert LinUCBPolicy(user_discount=0.9).name == "linucb-hybrid"
+    hybrid = make_policy("thompson-hybrid:0.8")
+    assert (hybrid.name, hybrid.user_discount, hybrid.privileged) == ("thompson-hybrid", 0.8, False)
+    assert make_policy("linucb-hybrid").user_discount == 0.95
+    for bad in ("linucb-hybrid:0", "linucb-hybrid:x", "thompson-hybrid:1.5"):
+        with pytest.raises(ValueError, match="discount"):
+            make_policy(bad)
+
+
+@pytest.mark.parametrize("make", [LinUCBPolicy, LinearThompsonPolicy], ids=["linucb", "thompson"])
+def test_hybrid_bandits_learn_per_user_tastes_the_shared_model_cannot(make):
+    third = ROUNDS // 3
+    shared, _ = _run_per_user_bandit(make(), seed=0)
+    hybrid, _ = _run_per_user_bandit(make(user_discount=1.0), seed=0)
+    forgetting, _ = _run_per_user_bandit(make(user_discount=0.9), seed=0)
+    random_regret, _ = _run_per_user_bandit(_RandomLearner(), seed=0)
+    late = slice(-third, None)
+    # Opposite tastes average out: the shared model stays near random; the per-user one learns
+    # (with forgetting it keeps fewer samples, so it learns less but still more than shared).
+    assert shared[late].mean() > 0.7 * random_regret[late].mean()
+    assert hybrid[late].mean() < 0.4 * random_regret[late].mean()
+    assert hybrid[late].mean() < 0.5 * hybrid[:10].mean()
+    assert forgetting[late].mean() < 0.7 * shared[late].mean()
+
+
+def test_hybrid_forgetting_follows_a_taste_that_moves():
+    flip, rounds = 60, 120
+    after = slice(flip + 20, rounds)
+    forgetting, _ = _run_per_user_bandit(
+        LinUCBPolicy(user_discount=0.8), seed=1, rounds=rounds, flip_at=flip
+    )
+    remembering, _ = _run_per_user_bandit(
+        LinUCBPolicy(user_discount=1.0), seed=1, rounds=rounds, flip_at=flip
+    )
+    before = forgetting[flip - 20 : flip].mean()
+    assert forgetting[flip : flip + 5].mean() > 1.5 * before  # the flip hurts at first
+    assert forgetting[after].mean() < 1.2 * before  # and is followed again
+    assert forgetting[after].mean() < 0.6 * remembering[after].mean()
+
+
+def test_hybrid_bandits_are_deterministic_and_check_the_batch():
+    _, slates = _run_per_user_bandit(LinearThompsonPolicy(user_discount=0.9), seed=2, rounds=30)
+    _, again = _run_per_user_bandit(LinearThompsonPolicy(user_discount=0.9), seed=2, rounds=30)
+    assert np.array_equal(slates, again)
+    policy = LinUCBPolicy(user_discount=0.9)
+    _run_per_user_bandit(policy, seed=2, rounds=3)
+    rng = np.random.default_rng(0)
+    obs, context, _ = _bandit_round(rng, _unit(rng, DIM), _unit(rng, DIM), 0)
+    half = {k: v[: N_USERS // 2] for k, v in obs.items()}
+    with pytest.raises(ValueError, match="user rows"):
+        policy.act(half, context)
+    policy.reset(0)  # a fresh run may have another batch
+    assert policy.act(half, context).shape == (N_USERS // 2, 1)
+
+
+class _RandomLearner:
+    """A uniformly random slate of one, with an update that learns nothing."""
+
+    def reset(self, seed):
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation, context):
+        n, c = observation["candidate_mask"].shape
+        return self._rng.integers(c, size=(n, 1))
+
+    def update(self, observation, slate, info):
+        pass

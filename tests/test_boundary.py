@@ -89,7 +89,15 @@ def test_every_deployable_policy_receives_no_hidden_state(tmp_path):
         assert _hidden_objects(policy, "policy", set()) == [], name
         checked.append(name)
     assert privileged == PRIVILEGED
-    assert {"random", "popularity", "linucb", "thompson", "model"} <= set(checked)
+    assert {
+        "random",
+        "popularity",
+        "linucb",
+        "thompson",
+        "linucb-hybrid",
+        "thompson-hybrid",
+        "model",
+    } <= set(checked)
 
 
 def test_the_walk_finds_a_world():

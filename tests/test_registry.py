@@ -189,6 +189,8 @@ def test_builtin_policy_specs():
         "popularity",
         "linucb",
         "thompson",
+        "linucb-hybrid[:DISCOUNT]",
+        "thompson-hybrid[:DISCOUNT]",
         "myopic",
         "encoder-greedy[:PATH]",
         "oracle",
