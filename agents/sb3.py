@@ -15,8 +15,9 @@ ALGORITHMS = ("PPO", "A2C")
 SB3_POLICIES = ("scorer", "MlpPolicy", "MultiInputPolicy")
 """``scorer``: ``recsim_llm.agents.scorer.CandidateScorerPolicy`` (one shared scorer per
 candidate, Plackett-Luce slates) on the ``Dict`` observation; ``MlpPolicy`` reads the flat view
-of the observation (the comparison row); ``MultiInputPolicy`` the ``Dict`` through SB3's stock
-per-key extractor."""
+of the observation (the comparison row: SB3's ``MlpPolicy`` as ``recsim_llm.agents.flat.
+SlateMlpPolicy``, its slate distribution computed in one pass, trained bit for bit alike);
+``MultiInputPolicy`` the ``Dict`` through SB3's stock per-key extractor."""
 
 
 class SB3Policy:
@@ -331,6 +332,11 @@ def policy_class(policy: str) -> Any:
         from recsim_llm.agents.scorer import CandidateScorerPolicy
 
         return CandidateScorerPolicy
+    if policy == "MlpPolicy":
+        # SB3's MlpPolicy with the slate's distribution computed in one pass (same parameters).
+        from recsim_llm.agents.flat import SlateMlpPolicy
+
+        return SlateMlpPolicy
     return policy
 
 

@@ -10,7 +10,10 @@ one torch thread:
 
 * ``CartPole-v1``: ``make_vec_env("CartPole-v1", n_envs)`` (a ``DummyVecEnv``), ``MlpPolicy``.
 * ``recsim ENCODER, MlpPolicy``: ``SB3VecEnv(SlateVectorEnv(n_envs, EnvConfig(encoder=...)),
-  flatten=True)``, the flat view of the observation (as ``train_sb3(policy="MlpPolicy")``).
+  flatten=True)``, the flat view of the observation (as ``train_sb3(policy="MlpPolicy")``: SB3's
+  ``MlpPolicy`` with the slate's multi-categorical computed in one pass,
+  ``recsim_llm.agents.flat.SlateMlpPolicy``; on CartPole's ``Discrete`` action it is the stock
+  policy).
 * ``recsim ENCODER, scorer``: the ``Dict`` observation with
   ``recsim_llm.agents.scorer.CandidateScorerPolicy`` (as ``train_sb3(policy="scorer")``).
 
@@ -102,11 +105,11 @@ def run_case(case: Case, steps: int, n_envs: int, seed: int) -> Timing:
     torch.manual_seed(seed)
     venv = case.make_env(n_envs)
     venv.seed(seed)
-    policy: Any = case.policy
-    if policy == "scorer":
-        from recsim_llm.agents.scorer import CandidateScorerPolicy
+    from recsim_llm.agents.sb3 import policy_class
 
-        policy = CandidateScorerPolicy
+    # As train_sb3: "MlpPolicy" is SB3's MlpPolicy with the slate distribution computed in one
+    # pass (recsim_llm.agents.flat; for CartPole's Discrete action it is the stock one).
+    policy: Any = policy_class(case.policy)
     model = sb3.PPO(policy, venv, seed=seed, verbose=0, device="cpu", **PPO_SETTINGS)
     env_s, rollout_s, train_s = [0.0], [0.0], [0.0]
     for attr in ("step_async", "step_wait"):
