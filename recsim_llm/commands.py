@@ -269,11 +269,14 @@ def run_quickstart(args: argparse.Namespace) -> int:
     print(f"  best fixed mix on tuning seeds {tuning_seeds}: {best_mix:.2f}")
 
     from recsim_llm.agents.bandits import LinUCBPolicy
+    from recsim_llm.agents.specs import HYBRID_DISCOUNT
 
     policies = [
         baselines.RandomPolicy(),
         baselines.PopularityPolicy(),
         LinUCBPolicy(),
+        # LinUCB with a forgetting per-user model beside the shared one (linucb-hybrid).
+        LinUCBPolicy(user_discount=HYBRID_DISCOUNT),
     ]
     if config.encoder in ("lm-fast", "lm-exact"):
         # The deployable myopic: ranks by the fine-tuned encoder's own click score.

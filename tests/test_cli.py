@@ -90,7 +90,7 @@ def test_quickstart_small_run(tmp_path, capsys):
     )
     assert code == 0
     text = capsys.readouterr().out
-    for name in ("random", "myopic", "oracle", "mix-"):
+    for name in ("random", "myopic", "oracle", "mix-", "| linucb |", "| linucb-hybrid |"):
         assert name in text
     assert (out / "results.csv").is_file()
 
