@@ -8,8 +8,10 @@ update; they differ only in how a candidate is scored from the posterior. The fe
 the user state, the candidate's observable scalars and a bias.
 
 With ``user_discount`` set (the ``linucb-hybrid`` / ``thompson-hybrid`` specs) each also keeps a
-small model per user beside the shared one, as in hybrid LinUCB (Li et al., 2010): a ridge
-regression, per user row, of what the shared model got wrong (click − θ·x of each shown
+small model per user beside the shared one, after hybrid LinUCB (Li et al., 2010; here per user
+rather than per arm, fit to the shared model's residual, with no exploration bonus of its own):
+a ridge regression, per user row (back to the prior when the row's session ends and a new user
+takes it), of what the shared model got wrong (click − θ·x of each shown
 candidate) on the candidate's item embedding and a bias, with exponential forgetting (every
 step the evidence so far is weighted by ``user_discount``, the prior precision stays
 ``user_ridge``). Its prediction is added to the shared score, so a user whose taste moves is
@@ -110,20 +112,25 @@ class _LinearBandit:
         emb = np.asarray(observation["candidates"], dtype=np.float64)[..., :item_dim]
         return np.concatenate([emb, np.ones(emb.shape[:-1] + (1,))], axis=2)
 
+    def _check_user_rows(self, n: int, what: str) -> None:
+        if self._user_a is not None and self._user_a.shape[0] != n:
+            raise ValueError(
+                f"the per-user models were sized for {self._user_a.shape[0]} user rows, got "
+                f"{what} of {n}: reset(seed) before a run with another batch"
+            )
+
     def user_scores(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         """(n_users, n_candidates) the per-user models' correction (0 without them or a click
         history yet)."""
         n, c = np.shape(observation["candidates"])[:2]
         if self._user_beta is None:
             return np.zeros((n, c))
-        if self._user_beta.shape[0] != n:
-            raise ValueError(
-                f"the per-user models were sized for {self._user_beta.shape[0]} user rows, got "
-                f"an observation of {n}: reset(seed) before a run with another batch"
-            )
+        self._check_user_rows(n, "an observation")
         return np.einsum("ncd,nd->nc", self._user_features(observation), self._user_beta)
 
     def act(self, observation: dict[str, np.ndarray], context: SlateContext) -> np.ndarray:
+        # Checked before any random draw (scores() draws from the policy's generator).
+        self._check_user_rows(np.shape(observation["candidates"])[0], "an observation")
         if self._layout is None:
             self._init(observation)
         scores = self.scores(self.features(observation))
@@ -151,6 +158,10 @@ class _LinearBandit:
             # got wrong.
             residual = clicked - (shown @ self._theta).reshape(slate.shape)
             self._update_users(observation, slate, residual)
+            # A row whose session ended this step holds a new user now (the vector env resets
+            # it in the same step): its per-user model starts from the prior again.
+            ended = np.flatnonzero(np.asarray(info.get("_final_obs", False), dtype=bool))
+            self._reset_users(ended)
         self._a += shown.T @ shown
         self._b += shown.T @ clicked.ravel()
         self._a_inv = np.linalg.inv(self._a)
@@ -164,20 +175,25 @@ class _LinearBandit:
         assert self.user_discount is not None
         e = np.take_along_axis(self._user_features(observation), slate[:, :, None], axis=1)
         n, _, d = e.shape
+        self._check_user_rows(n, "an update")
         if self._user_a is None or self._user_b is None:
             self._user_a = np.tile(np.eye(d) * self.user_ridge, (n, 1, 1))
             self._user_b = np.zeros((n, d))
-        elif self._user_a.shape[0] != n:
-            raise ValueError(
-                f"the per-user models were sized for {self._user_a.shape[0]} user rows, got "
-                f"an update of {n}: reset(seed) before a run with another batch"
-            )
         g = self.user_discount
         # The prior keeps its precision; only the evidence is forgotten.
         prior = (1.0 - g) * self.user_ridge * np.eye(d)
         self._user_a = g * self._user_a + prior + np.einsum("nkd,nke->nde", e, e)
         self._user_b = g * self._user_b + np.einsum("nkd,nk->nd", e, residual)
         self._user_beta = np.linalg.solve(self._user_a, self._user_b[..., None])[..., 0]
+
+    def _reset_users(self, rows: np.ndarray) -> None:
+        """Per-user models of ``rows`` back to the prior (a new user in those rows)."""
+        if rows.size and self._user_a is not None and self._user_b is not None:
+            d = self._user_a.shape[1]
+            self._user_a[rows] = np.eye(d) * self.user_ridge
+            self._user_b[rows] = 0.0
+            if self._user_beta is not None:
+                self._user_beta[rows] = 0.0
 
     def _posterior_changed(self) -> None:
         """Hook for caches derived from the posterior."""

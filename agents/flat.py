@@ -10,6 +10,8 @@ computes the same quantities, with the same operations in the same order, on a
 ``ActorCriticPolicy`` (what ``"MlpPolicy"`` names) with that distribution where the action space
 is a ``MultiDiscrete`` of equal sizes, and the stock one otherwise: the same network, the same
 distribution, the same trained parameters (a test trains both and compares them bit for bit).
+With torch's argument validation on (its default) it refuses NaN logits and out-of-range actions
+as ``Categorical`` does, before any update.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
-from torch.distributions import Categorical
+from torch.distributions import Categorical, Distribution
 
 __all__ = ["FusedMultiCategoricalDistribution", "SlateMlpPolicy"]
 
@@ -40,6 +42,9 @@ class FusedMultiCategoricalDistribution(MultiCategoricalDistribution):
 
     def proba_distribution(self, action_logits: th.Tensor) -> FusedMultiCategoricalDistribution:
         k, n = len(self.action_dims), self.action_dims[0]
+        if Distribution._validate_args and th.isnan(action_logits).any():
+            # What torch's Categorical checks (its logits must be real), before any update.
+            raise ValueError("the policy's action logits contain NaN")
         logits = action_logits.view(-1, k, n)
         # As Categorical normalises its logits.
         self._log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)
@@ -58,11 +63,20 @@ class FusedMultiCategoricalDistribution(MultiCategoricalDistribution):
         return self._slots
 
     @distribution.setter
-    def distribution(self, value: Any) -> None:  # SB3's base __init__ assigns None
+    def distribution(self, value: Any) -> None:
         self._slots = value
 
     def log_prob(self, actions: th.Tensor) -> th.Tensor:
         assert self._log_pmf is not None
+        if Distribution._validate_args and (
+            actions.shape[-1] != self._log_pmf.shape[1]
+            or bool(((actions < 0) | (actions >= self._log_pmf.shape[2])).any())
+        ):
+            # As Categorical.log_prob checks its support.
+            raise ValueError(
+                f"actions must be {self._log_pmf.shape[1]} indices in "
+                f"[0, {self._log_pmf.shape[2]}), got shape {tuple(actions.shape)}"
+            )
         picked = self._log_pmf.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         return picked.sum(dim=1)
 

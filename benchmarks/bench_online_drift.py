@@ -111,6 +111,8 @@ def main() -> None:
     from recsim_llm.agents.specs import make_policies, make_policy
 
     specs = [x.strip() for x in args.policies.split(",") if x.strip()]
+    if not specs:
+        parser.error(f"--policies must name at least one learning policy, got {args.policies!r}")
     try:
         probes = make_policies(specs)
     except ValueError as exc:
@@ -120,7 +122,8 @@ def main() -> None:
             parser.error(
                 f"--policies: {spec!r} does not learn online (no update()), nothing to freeze"
             )
-    names = [probe.name for probe in probes]
+    # A spec with an argument is its own label (two discounts of one learner stay apart).
+    names = [spec if ":" in spec else probe.name for spec, probe in zip(specs, probes, strict=True)]
     check_out_dir(args.out, "eval")  # a foreign or file --out is refused before any work
 
     from recsim_llm.envs.vector import SlateVectorEnv
@@ -176,7 +179,8 @@ def main() -> None:
     horizon = min(min(r.size for r in runs) for wc in all_curves.values() for runs in wc.values())
     lines = [
         f"`python benchmarks/bench_online_drift.py --seeds {args.seeds} --users {args.users} "
-        f"--encoder {args.encoder} --scenario {args.scenario} --out OUT` ({seconds:.0f} s; "
+        f"--encoder {args.encoder} --scenario {args.scenario} --policies {','.join(specs)} "
+        f"--out OUT` ({seconds:.0f} s; "
         f"{args.scenario}: event at step {shift}, "
         f"{len(seeds)} seeds; mean reward per step of active users, min watched; 95% bootstrap "
         "over seeds)",

@@ -257,3 +257,35 @@ class _RandomLearner:
 
     def update(self, observation, slate, info):
         pass
+
+
+def test_hybrid_per_user_models_restart_when_a_new_user_takes_the_row():
+    env = SlateVectorEnv(6, config=EnvConfig(encoder="bow", horizon=3))
+    policy = LinUCBPolicy(user_discount=0.9)
+    obs, _ = env.reset(seed=1)
+    policy.reset(1)
+    for _ in range(3):
+        slate = policy.act(obs, env.sim.context())
+        next_obs, _, terminated, truncated, info = env.step(slate)
+        policy.update(obs, slate, info)
+        ended = np.asarray(terminated) | np.asarray(truncated)
+        assert np.array_equal(np.asarray(info.get("_final_obs", np.zeros(6, bool))), ended)
+        if ended.any():  # those rows hold new users now: their models are the prior again
+            assert np.all(policy._user_beta[ended] == 0.0)
+            assert np.all(policy._user_b[ended] == 0.0)
+            assert np.allclose(policy._user_a[ended], np.eye(policy._user_a.shape[1]))
+        obs = next_obs
+    assert ended.all()  # the horizon ended every session at the last step
+    assert np.abs(policy._theta).sum() > 0  # the shared model keeps what it learned
+
+
+def test_hybrid_batch_check_comes_before_any_random_draw():
+    policy = LinearThompsonPolicy(user_discount=0.9)
+    _run_per_user_bandit(policy, seed=2, rounds=3)
+    rng = np.random.default_rng(0)
+    obs, context, _ = _bandit_round(rng, _unit(rng, DIM), _unit(rng, DIM), 0)
+    half = {k: v[: N_USERS // 2] for k, v in obs.items()}
+    state = policy._rng.bit_generator.state
+    with pytest.raises(ValueError, match="user rows"):
+        policy.act(half, context)
+    assert policy._rng.bit_generator.state == state

@@ -83,10 +83,19 @@ def test_a_tiny_run_writes_the_hybrid_rows(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     summary = (out / "drift_summary.md").read_text()
-    for row in ("| taste-shift | linucb-hybrid |", "| taste-shift | linucb-hybrid-frozen |"):
+    # A spec with an argument labels its rows.
+    for row in (
+        "| taste-shift | linucb-hybrid:0.9 |",
+        "| taste-shift | linucb-hybrid:0.9-frozen |",
+    ):
         assert row in summary
     assert "| thompson | late (20..end) |" in summary
     assert (out / "drift.png").stat().st_size > 0
     lines = (out / "drift_steps.csv").read_text().splitlines()
     # 2 worlds x 4 runs (2 policies, learning and frozen) x 2 seeds x up to 100 steps
     assert lines[0] == "world,policy,seed,step,reward" and 800 < len(lines) <= 1601
+
+
+def test_empty_policies_are_refused(tmp_path):
+    done = _run(tmp_path, "--policies", ",", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and "--policies must name at least one" in done.stderr

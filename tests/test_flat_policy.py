@@ -3,6 +3,7 @@ to the same parameters as the stock one, bit for bit, and keeps the stock distri
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
@@ -60,3 +61,35 @@ def test_training_is_bit_identical_to_the_stock_mlppolicy(algorithm, monkeypatch
     ):
         assert th.equal(a, b), name
     assert not all(th.equal(a, b) for a, b in zip(start, fused.policy.parameters(), strict=True))
+
+
+def test_fused_distribution_refuses_nan_logits_and_bad_actions_like_categorical():
+    dist = FusedMultiCategoricalDistribution([4] * 3)
+    logits = th.zeros(2, 12)
+    with pytest.raises(ValueError, match="NaN"):
+        dist.proba_distribution(th.full((2, 12), float("nan")))
+    dist.proba_distribution(logits)
+    for bad in (th.tensor([[0, 1, 4], [0, 0, 0]]), th.tensor([[0, -1, 2], [1, 1, 1]])):
+        with pytest.raises(ValueError, match="indices"):
+            dist.log_prob(bad)
+    stock = MultiCategoricalDistribution([4] * 3).proba_distribution(logits)
+    with pytest.raises(ValueError):
+        stock.log_prob(th.tensor([[0, 1, 4], [0, 0, 0]]))  # what the check mirrors
+
+
+def test_saved_model_loads_with_the_fused_policy_and_same_actions(tmp_path):
+    from recsim_llm.agents.sb3 import load_sb3_policy, save_sb3_model, train_sb3
+    from recsim_llm.envs.vector import SlateVectorEnv
+
+    config = EnvConfig(encoder="bow", horizon=20)
+    model = train_sb3(config, "PPO", total_timesteps=64, n_envs=4, n_steps=8, batch_size=16)
+    path = tmp_path / "m.zip"
+    save_sb3_model(model, path, config)
+    loaded = load_sb3_policy(path, config)
+    assert isinstance(loaded.model.policy, SlateMlpPolicy)
+    env = SlateVectorEnv(4, config=config)
+    obs, _ = env.reset(seed=9)
+    from recsim_llm.agents.sb3 import SB3Policy
+
+    ctx = env.sim.context()
+    assert np.array_equal(SB3Policy(model).act(obs, ctx), loaded.act(obs, ctx))
