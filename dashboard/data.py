@@ -137,10 +137,11 @@ CMD_EVALUATE = (
     "--scenarios default,taste-shift,new-items --seeds 0,1,2,3,4 --out runs/NAME"
 )
 CMD_SHIFT = (
-    "recsim-llm evaluate --policies random,popularity,myopic,oracle "
+    "recsim-llm evaluate --policies random,popularity,linucb,linucb-hybrid,myopic,oracle "
     "--scenarios default,taste-shift --seeds 0,1,2,3,4 --out runs/NAME"
 )
-"""taste-shift shifts at step 40: the horizon (default 100) must be longer."""
+"""taste-shift shifts at step 40: the horizon (default 100) must be longer. ``linucb-hybrid``
+(a per-user model that forgets) is the learner that follows the shift (docs/benchmarks.md)."""
 CMD_COLD = (
     "recsim-llm evaluate --policies random,popularity,myopic,oracle "
     "--scenarios default,new-items,cold-start --seeds 0,1,2,3,4 --out runs/NAME"
