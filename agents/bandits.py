@@ -46,10 +46,14 @@ class _LinearBandit:
     def __init__(
         self, ridge: float, user_discount: float | None = None, user_ridge: float = 1.0
     ) -> None:
-        if user_discount is not None and not 0.0 < user_discount <= 1.0:
-            raise ValueError(f"user_discount must be in (0, 1] or None, got {user_discount}")
-        if not user_ridge > 0:
-            raise ValueError(f"user_ridge must be > 0, got {user_ridge}")
+        if user_discount is not None and (
+            isinstance(user_discount, bool) or not 0.0 < user_discount <= 1.0
+        ):
+            raise ValueError(
+                f"user_discount must be a number in (0, 1] or None, got {user_discount!r}"
+            )
+        if isinstance(user_ridge, bool) or not user_ridge > 0:
+            raise ValueError(f"user_ridge must be a number > 0, got {user_ridge!r}")
         self.ridge = float(ridge)
         self.user_discount = None if user_discount is None else float(user_discount)
         self.user_ridge = float(user_ridge)
@@ -65,6 +69,7 @@ class _LinearBandit:
         self._user_a: np.ndarray | None = None
         self._user_b: np.ndarray | None = None
         self._user_beta: np.ndarray | None = None
+        self._user_prior: np.ndarray | None = None
 
     def _init(self, observation: dict[str, np.ndarray]) -> None:
         user_dim = np.shape(observation["user"])[-1] - N_USER_SCALARS
@@ -105,12 +110,19 @@ class _LinearBandit:
         """(n_users, n_candidates) ranking scores of the shared model from the features ``x``."""
         raise NotImplementedError
 
-    def _user_features(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        """(n_users, n_candidates, item_dim + 1): each candidate's item embedding and a 1."""
+    def _user_features(
+        self, observation: dict[str, np.ndarray], slate: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n_users, n_candidates, item_dim + 1): each candidate's item embedding and a 1; with
+        ``slate``, only the shown candidates' (n_users, slate_size, item_dim + 1)."""
         assert self._layout is not None
         item_dim = self._layout[2]
-        emb = np.asarray(observation["candidates"], dtype=np.float64)[..., :item_dim]
-        return np.concatenate([emb, np.ones(emb.shape[:-1] + (1,))], axis=2)
+        emb = np.asarray(observation["candidates"])[..., :item_dim]
+        if slate is not None:
+            emb = np.take_along_axis(emb, slate[:, :, None], axis=1)
+        out = np.ones(emb.shape[:-1] + (item_dim + 1,))
+        out[..., :item_dim] = emb
+        return out
 
     def _check_user_rows(self, n: int, what: str) -> None:
         if self._user_a is not None and self._user_a.shape[0] != n:
@@ -173,16 +185,17 @@ class _LinearBandit:
     ) -> None:
         """Discounted per-user ridge step on the shown candidates' residuals."""
         assert self.user_discount is not None
-        e = np.take_along_axis(self._user_features(observation), slate[:, :, None], axis=1)
+        e = self._user_features(observation, slate)
         n, _, d = e.shape
         self._check_user_rows(n, "an update")
         if self._user_a is None or self._user_b is None:
             self._user_a = np.tile(np.eye(d) * self.user_ridge, (n, 1, 1))
             self._user_b = np.zeros((n, d))
+            # The prior keeps its precision; only the evidence is forgotten.
+            self._user_prior = (1.0 - self.user_discount) * self.user_ridge * np.eye(d)
         g = self.user_discount
-        # The prior keeps its precision; only the evidence is forgotten.
-        prior = (1.0 - g) * self.user_ridge * np.eye(d)
-        self._user_a = g * self._user_a + prior + np.einsum("nkd,nke->nde", e, e)
+        assert self._user_prior is not None
+        self._user_a = g * self._user_a + self._user_prior + np.einsum("nkd,nke->nde", e, e)
         self._user_b = g * self._user_b + np.einsum("nkd,nk->nd", e, residual)
         self._user_beta = np.linalg.solve(self._user_a, self._user_b[..., None])[..., 0]
 

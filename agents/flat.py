@@ -45,7 +45,7 @@ class FusedMultiCategoricalDistribution(MultiCategoricalDistribution):
         if Distribution._validate_args and th.isnan(action_logits).any():
             # What torch's Categorical checks (its logits must be real), before any update.
             raise ValueError("the policy's action logits contain NaN")
-        logits = action_logits.view(-1, k, n)
+        logits = action_logits.reshape(-1, k, n)
         # As Categorical normalises its logits.
         self._log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)
         self._logits = action_logits

@@ -4,8 +4,9 @@ On a scenario with a shift event (``taste-shift``: half the users' hidden intere
 at ``shift_step``; ``trend-shift``: every user's interest in one topic rises at ``trend_step``),
 each online learner (``--policies``: by default LinUCB and linear Thompson sampling, shared
 models only, and their hybrid versions with a forgetting per-user model beside the shared one)
-runs twice per seed: learning throughout, and frozen at the event (its model stops updating from that step on; it still acts on the
-current observation, whose encoder state follows the user's history). Both also run on a
+runs twice per seed: learning throughout, and frozen at the event (its models stop updating
+from that step on; it still acts on the current observation, whose encoder state follows the
+user's history). Both also run on a
 control world, the same scenario without the event, frozen at the same step: learning − frozen
 on the shifted world minus the same on the control (a difference in differences, paired by
 seed) is what continued learning earns *because of* the shift, not what more data earns

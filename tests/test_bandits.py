@@ -184,11 +184,12 @@ def test_hybrid_bandits_validate_and_are_named():
     from recsim_llm.agents.specs import make_policy
 
     for make in (LinUCBPolicy, LinearThompsonPolicy):
-        for bad in (0.0, -0.5, 1.5, float("nan")):
+        for bad in (0.0, -0.5, 1.5, float("nan"), True):
             with pytest.raises(ValueError, match="user_discount"):
                 make(user_discount=bad)
-        with pytest.raises(ValueError, match="user_ridge"):
-            make(user_discount=0.9, user_ridge=0.0)
+        for bad in (0.0, -1.0, float("nan"), True):
+            with pytest.raises(ValueError, match="user_ridge"):
+                make(user_discount=0.9, user_ridge=bad)
     assert LinUCBPolicy().name == "linucb"
     assert LinUCBPolicy(user_discount=0.9).name == "linucb-hybrid"
     hybrid = make_policy("thompson-hybrid:0.8")
