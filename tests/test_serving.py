@@ -137,11 +137,43 @@ def test_onnx_int8_encoder_loads_offline_and_scores_like_float32(tmp_path, sourc
     assert json.loads((out / ".recsim-llm.json").read_text())["kind"] == "encoder"
     ref, served = _compare(source, out, logs, tie=TINY_TIE)
     assert type(served.model.backbone).__name__ == "OnnxBackbone"
+    # The tiny BERT has two layers: both feed-forward down-projections stay float32, the rest
+    # of its MatMuls with a weight are int8.
+    import onnx
+
+    graph = onnx.load(str(out / "onnx" / "model.onnx")).graph
+    kept = config["serving"]["float32_nodes"]
+    assert len(kept) == 2 and all("/output/dense/MatMul" in k for k in kept)
+    float_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"}
+    assert set(kept) <= float_matmuls
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
     # The float32 item cache is carried over unchanged (items are embedded offline).
     from recsim_llm.lm.store import read_cache
 
     a, b = read_cache(source), read_cache(out)
     np.testing.assert_array_equal(a["item_emb"], b["item_emb"])
+
+
+@needs_onnx
+def test_float32_nodes_refuses_a_graph_without_feed_forward_layers():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from recsim_llm.lm.backends import float32_nodes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1.0, 0.0, 0.0, 1.0])
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="/dense/MatMul")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
+    onnx.checker.check_model(model)
+    with pytest.raises(ValueError, match="no feed-forward down-projection"):
+        float32_nodes(model)
+    graph_node = model.graph.node[0]  # make_graph copied the node
+    graph_node.name = "/model/encoder/layer.3/output/dense/MatMul"
+    assert float32_nodes(model) == []  # layer 3 is not among the first two
+    graph_node.name = "/model/encoder/layer.1/output/dense/MatMul"
+    assert float32_nodes(model) == [graph_node.name]
 
 
 def test_bf16_encoder_loads_offline_and_scores_like_float32(tmp_path, source, logs):
@@ -243,16 +275,21 @@ def test_serving_records_are_checked_and_not_requantised(tmp_path, source):
 @needs_onnx
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: ONNX int8, even per-channel, moves the shipped encoder's spread-out 32-d "
-    "user vectors to a minimum cosine of 0.988 of float32 (session-3 encoder; the session-2 one: "
-    "users 0.984, items 0.97), under the 0.99 tolerance; bf16 (the default) meets it. Strict: "
-    "passing again means int8 is fixed.",
+    reason="measured (docs/benchmarks.md, session 9): ONNX int8 with the first two feed-forward "
+    "down-projections in float32 keeps every vector at cosine >= 0.993 of float32, but its user "
+    "vectors (cosine ~0.998) still move candidate scores by up to ~0.01, beyond the 0.005 top-5 "
+    "tie (92% of 300 users keep their top-5; every MatMul in int8: 88%, items at 0.988). Only "
+    "keeping most MatMuls in float32 gets close (97%, at 1.4x, slower than bf16); bf16 (the "
+    "default) meets the tolerance. Strict: passing means int8 is fixed.",
 )
 def test_shipped_encoder_int8_within_tolerance(tmp_path, logs):
     from recsim_llm.lm.state import shipped_encoder_path
 
+    # The first two feed-forward down-projections stay float32 (FLOAT_FFN_LAYERS).
     out = _quantise(None, tmp_path / "int8", "onnx-int8")
     assert (out / "onnx" / "model.onnx").stat().st_size < 30e6  # float32 backbone: 90 MB
+    kept = json.loads((out / "encoder.json").read_text())["serving"]["float32_nodes"]
+    assert kept == [f"/model/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)]
     _compare(shipped_encoder_path(), out, logs, tie=TIE)
 
 
