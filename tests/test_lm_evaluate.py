@@ -196,6 +196,32 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
         paired["popularity (leak-free)"]["cold_items"]["row_auc"][0], nan_ok=True
     )
     assert f"bootstrap over the {n_items} clicked cold items" in md
+    # Among new items only: leak-free popularity gives every cold item the same count (0), so
+    # it ties on every pair there (0.5), whatever it does against warm negatives.
+    pop_new = table["popularity (leak-free)"]["cold_items"][ev_mod.NEW_METRIC]
+    assert pop_new == pytest.approx(0.5)
+    assert "ranked among the new items only" in md
+
+
+def test_among_new_items_metric_ignores_warm_items_and_a_new_item_offset(logs):
+    data = load_logs(logs)
+    split = split_logs(data, cold_item_fraction=0.3, seed=0)
+    cold = split.cold_mask(data.n_items)
+    ev = ev_mod.build_eval_set(data, split, "click", 0, 0, n_boot=50)
+    scores = np.random.default_rng(0).normal(size=data.candidates[ev.rows].shape)
+    on_cold = cold[np.maximum(data.candidates[ev.rows], 0)]
+    base = ev_mod.score_metrics(ev, scores)["cold_items"]
+    lifted = ev_mod.score_metrics(ev, scores + 10.0 * on_cold)["cold_items"]
+    # A constant lift of every new item wins every cold-positive row against warm negatives...
+    assert lifted["row_auc"][0] > base["row_auc"][0] + 0.05
+    # ...and leaves the ranking among new items exactly as it was.
+    assert lifted[ev_mod.NEW_METRIC][0] == base[ev_mod.NEW_METRIC][0]
+    np.testing.assert_array_equal(lifted[ev_mod.NEW_METRIC][1], base[ev_mod.NEW_METRIC][1])
+    # Known answer: scoring the clicked item highest ranks it first among the new items too.
+    y_cand = np.zeros(scores.shape)
+    np.put_along_axis(y_cand, ev.slate_col, ev.y, axis=1)
+    perfect = ev_mod.score_metrics(ev, y_cand)["cold_items"]
+    assert perfect[ev_mod.NEW_METRIC][0] == 1.0 and perfect["row_auc"][0] == 1.0
 
 
 def test_item_bootstrap_of_one_item_has_no_spread_and_users_do():

@@ -1,0 +1,134 @@
+"""Does knowing the warm items lower a model's per-row AUC on cold-item rows? (issue 8)
+
+The encoder table's cold-item segment holds the test rows whose clicked item was held out of
+training, and ranks that item against every item shown beside it, most of them warm (trained on).
+A model that has learnt the warm items (their click rates) but, by construction, not the cold
+ones ranks a clicked cold item below well-known warm items more often than a model that knows
+no item. This script measures how much with oracles that read the world's hidden truth, so no
+learning noise enters: the click utility the world used, with the item appeal term
+
+* known for every item (the hidden full utility),
+* known for the warm items shown in training only, the cold ones at the training mean
+  (a perfect fit of the warm items, and nothing learnt about new ones), or
+* known for no item (every item at the training mean; taste and boredom terms still exact).
+
+Each is scored like ``recsim-llm encoder-eval`` (the same evaluated rows, per-row AUC over the
+shown items, 95% intervals from a bootstrap over users): all test rows, the cold-item rows, and
+the cold-item rows ranked among the new items only (``evaluate.NEW_METRIC``), beside the paired
+difference "warm only − none".
+
+    python benchmarks/cold_item_asymmetry.py --logs LOGS [--seeds 0 1 2] [--cold-item-fraction 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = (
+    "appeal known for every item",
+    "appeal known for warm items only",
+    "appeal known for no item",
+)
+SEGMENTS = (("all", "row_auc"), ("cold_items", "row_auc"), ("cold_items", "row_auc_among_new"))
+
+
+def oracle_scores(
+    utility: np.ndarray,
+    appeal: np.ndarray,
+    appeal_weight: float,
+    known: np.ndarray,
+    mean_appeal: float,
+) -> np.ndarray:
+    """The utility with each shown item's appeal replaced by ``mean_appeal`` where not ``known``."""
+    return utility - appeal_weight * appeal * (~known) + appeal_weight * mean_appeal * (~known)
+
+
+def asymmetry_table(logs: str, seeds: list[int], cold_item_fraction: float) -> list[dict]:
+    """One record per (seed, variant): point and interval of every ``SEGMENTS`` metric, and the
+    paired difference of the 'warm items only' variant against 'no item'."""
+    from recsim_llm.lm import evaluate as E
+    from recsim_llm.lm.logs import load_logs, split_logs
+
+    data = load_logs(logs)
+    hidden = E.load_hidden(logs, data)
+    if hidden is None:
+        raise ValueError(
+            f"--logs {logs!r}: no hidden fields (write them with recsim-llm write-logs)"
+        )
+    config = json.loads((Path(logs) / "config.json").read_text())
+    appeal_weight = float(config["env_config"]["world"]["choice"]["appeal_weight"])
+    out = []
+    for seed in seeds:
+        split = split_logs(data, "user", 0.1, 0.2, cold_item_fraction, seed)
+        cold = split.cold_mask(data.n_items)
+        ev = E.build_eval_set(data, split, "click", 2000, seed)
+        shown = data.slates[ev.rows]
+        train_items = data.slates[split.train].ravel()
+        train_appeal = hidden["appeal"][split.train].ravel()
+        seen = np.bincount(train_items, minlength=data.n_items) > 0
+        mean_appeal = float(train_appeal.mean())
+        util, app = hidden["utility"][ev.rows], hidden["appeal"][ev.rows]
+        known = {
+            VARIANTS[0]: np.ones(shown.shape, dtype=bool),
+            VARIANTS[1]: seen[shown] & ~cold[shown],
+            VARIANTS[2]: np.zeros(shown.shape, dtype=bool),
+        }
+        res = {
+            v: E.score_metrics(
+                ev, oracle_scores(util, app, appeal_weight, k, mean_appeal), shown_only=True
+            )
+            for v, k in known.items()
+        }
+        for v in VARIANTS:
+            rec = {"seed": seed, "variant": v}
+            for seg, m in SEGMENTS:
+                point, boot = res[v][seg][m]
+                rec[f"{seg}:{m}"] = [point, *E.interval(boot)]
+                if v == VARIANTS[1]:
+                    base_point, base_boot = res[VARIANTS[2]][seg][m]
+                    rec[f"{seg}:{m}:minus_none"] = [
+                        point - base_point,
+                        *E.interval(boot - base_boot),
+                    ]
+            out.append(rec)
+    return out
+
+
+def _cell(v: list[float]) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logs", required=True, help="logs from recsim-llm write-logs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--cold-item-fraction",
+        type=float,
+        default=0.3,
+        help="share of items held out as cold (the encoder's split setting; default 0.3)",
+    )
+    args = parser.parse_args(argv)
+    if not 0.0 < args.cold_item_fraction < 1.0:
+        parser.error(f"--cold-item-fraction must be in (0, 1), got {args.cold_item_fraction}")
+    if not (Path(args.logs) / "impressions.jsonl").is_file():
+        parser.error(f"--logs {args.logs!r} is not a logs directory (no impressions.jsonl)")
+    rows = asymmetry_table(args.logs, args.seeds, args.cold_item_fraction)
+    print("| split | appeal term | all rows | cold-item rows | cold-item rows, among new items |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        cells = [_cell(r[f"{seg}:{m}"]) for seg, m in SEGMENTS]
+        print(f"| {r['seed']} | {r['variant']} | " + " | ".join(cells) + " |")
+        if r["variant"] == VARIANTS[-1]:
+            warm = next(w for w in rows if w["seed"] == r["seed"] and w["variant"] == VARIANTS[1])
+            diffs = [_cell(warm[f"{seg}:{m}:minus_none"]) for seg, m in SEGMENTS]
+            print(f"| {r['seed']} | *warm only − none* | " + " | ".join(diffs) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
