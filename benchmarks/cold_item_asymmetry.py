@@ -12,10 +12,12 @@ learning noise enters: the click utility the world used, with the item appeal te
   (a perfect fit of the warm items, and nothing learnt about new ones), or
 * known for no item (every item at the training mean; taste and boredom terms still exact).
 
-Each is scored like ``recsim-llm encoder-eval`` (the same evaluated rows, per-row AUC over the
-shown items, 95% intervals from a bootstrap over users): all test rows, the cold-item rows, and
-the cold-item rows ranked among the new items only (``evaluate.NEW_METRIC``), beside the paired
-difference "warm only − none".
+Each is scored like ``recsim-llm encoder-eval`` (per-row AUC over the shown items, 95% intervals
+from a bootstrap over users): all test rows, the cold-item rows, and the cold-item rows ranked
+among the new items only (``evaluate.NEW_METRIC``), beside the paired difference "warm only −
+none". The split is the one ``recsim-llm finetune --seed S --cold-item-fraction F`` makes with its
+other defaults (by user, 10% validation, 20% test users, label ``click``), and the evaluated rows
+those of ``encoder-eval --max-rows 2000`` on an encoder trained so.
 
     python benchmarks/cold_item_asymmetry.py --logs LOGS [--seeds 0 1 2] [--cold-item-fraction 0.3]
 """
@@ -34,6 +36,17 @@ VARIANTS = (
     "appeal known for no item",
 )
 SEGMENTS = (("all", "row_auc"), ("cold_items", "row_auc"), ("cold_items", "row_auc_among_new"))
+"""(segment, metric) columns; the last is ``recsim_llm.lm.evaluate.NEW_METRIC`` (a test checks)."""
+
+
+def appeal_known(shown: np.ndarray, seen: np.ndarray, cold: np.ndarray) -> dict[str, np.ndarray]:
+    """Per variant, (n_rows, slate) True where a shown item's appeal is known: every item; the
+    warm items shown in training (``seen`` and not ``cold``); no item."""
+    return {
+        VARIANTS[0]: np.ones(shown.shape, dtype=bool),
+        VARIANTS[1]: seen[shown] & ~cold[shown],
+        VARIANTS[2]: np.zeros(shown.shape, dtype=bool),
+    }
 
 
 def oracle_scores(
@@ -72,11 +85,7 @@ def asymmetry_table(logs: str, seeds: list[int], cold_item_fraction: float) -> l
         seen = np.bincount(train_items, minlength=data.n_items) > 0
         mean_appeal = float(train_appeal.mean())
         util, app = hidden["utility"][ev.rows], hidden["appeal"][ev.rows]
-        known = {
-            VARIANTS[0]: np.ones(shown.shape, dtype=bool),
-            VARIANTS[1]: seen[shown] & ~cold[shown],
-            VARIANTS[2]: np.zeros(shown.shape, dtype=bool),
-        }
+        known = appeal_known(shown, seen, cold)
         res = {
             v: E.score_metrics(
                 ev, oracle_scores(util, app, appeal_weight, k, mean_appeal), shown_only=True
@@ -115,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 < args.cold_item_fraction < 1.0:
         parser.error(f"--cold-item-fraction must be in (0, 1), got {args.cold_item_fraction}")
-    if not (Path(args.logs) / "impressions.jsonl").is_file():
+    if any(seed < 0 for seed in args.seeds):
+        parser.error(f"--seeds must be non-negative split seeds, got {args.seeds}")
+    impressions = Path(args.logs) / "impressions.jsonl"
+    if not impressions.is_file():
         parser.error(f"--logs {args.logs!r} is not a logs directory (no impressions.jsonl)")
+    with impressions.open() as f:
+        if '"hidden"' not in f.readline():
+            parser.error(f"--logs {args.logs!r}: no hidden fields (write-logs records them)")
     rows = asymmetry_table(args.logs, args.seeds, args.cold_item_fraction)
     print("| split | appeal term | all rows | cold-item rows | cold-item rows, among new items |")
     print("|---|---|---|---|---|")

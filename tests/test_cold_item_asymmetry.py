@@ -30,6 +30,20 @@ def test_oracle_replaces_only_the_unknown_appeal_terms():
     np.testing.assert_allclose(mod.oracle_scores(utility, appeal, 3.0, known, 0.5), [[10.0, 15.5]])
 
 
+def test_appeal_is_known_for_every_the_warm_seen_or_no_item():
+    from recsim_llm.lm.evaluate import NEW_METRIC
+
+    mod = _module()
+    assert mod.SEGMENTS[-1] == ("cold_items", NEW_METRIC)
+    shown = np.array([[0, 1, 2, 3]])
+    seen = np.array([True, True, False, True])  # item 2 never shown in training
+    cold = np.array([False, True, False, False])  # item 1 held out
+    known = mod.appeal_known(shown, seen, cold)
+    assert known[mod.VARIANTS[0]].tolist() == [[True, True, True, True]]
+    assert known[mod.VARIANTS[1]].tolist() == [[True, False, False, True]]
+    assert known[mod.VARIANTS[2]].tolist() == [[False, False, False, False]]
+
+
 def test_table_on_tiny_logs(logs):
     from recsim_llm.lm import evaluate as E
     from recsim_llm.lm.logs import load_logs, split_logs
@@ -61,6 +75,7 @@ def test_table_on_tiny_logs(logs):
     [
         (["--cold-item-fraction", "0"], "--cold-item-fraction must be in (0, 1)"),
         (["--cold-item-fraction", "1.5"], "--cold-item-fraction must be in (0, 1)"),
+        (["--seeds", "0", "-1"], "--seeds must be non-negative"),
     ],
 )
 def test_refuses_bad_arguments_before_work(tmp_path, logs, args, message):
@@ -72,8 +87,13 @@ def test_refuses_bad_arguments_before_work(tmp_path, logs, args, message):
     assert proc.returncode == 2 and message in proc.stderr
 
 
-def test_refuses_a_folder_without_logs(tmp_path):
+def test_refuses_a_folder_without_logs_or_hidden_fields(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--logs", str(tmp_path)], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "is not a logs directory" in proc.stderr
+    (tmp_path / "impressions.jsonl").write_text('{"user": 0, "t": 0}\n')
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--logs", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "no hidden fields" in proc.stderr

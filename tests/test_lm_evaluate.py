@@ -201,6 +201,13 @@ def test_encoder_eval_table_rows_intervals_and_paired_differences(tmp_path, logs
     pop_new = table["popularity (leak-free)"]["cold_items"][ev_mod.NEW_METRIC]
     assert pop_new == pytest.approx(0.5)
     assert "ranked among the new items only" in md
+    # Its paired differences are computed and reach the table (not "–" cells).
+    main = "LoRA [lora] exact: s·u·v + b (text only)"
+    d = paired["popularity (leak-free)"]["cold_items"][ev_mod.NEW_METRIC]
+    assert np.isfinite(d[0])
+    assert d[0] == pytest.approx(table[main]["cold_items"][ev_mod.NEW_METRIC] - pop_new)
+    new_table = md.split("ranked among the new items only")[1].split("\n\n")[1]
+    assert f"| {main} | " in new_table and ev_mod._fmt(*d) in new_table
 
 
 def test_among_new_items_metric_ignores_warm_items_and_a_new_item_offset(logs):
@@ -222,6 +229,32 @@ def test_among_new_items_metric_ignores_warm_items_and_a_new_item_offset(logs):
     np.put_along_axis(y_cand, ev.slate_col, ev.y, axis=1)
     perfect = ev_mod.score_metrics(ev, y_cand)["cold_items"]
     assert perfect[ev_mod.NEW_METRIC][0] == 1.0 and perfect["row_auc"][0] == 1.0
+
+
+def test_among_new_items_metric_on_candidate_rankings(tmp_path):
+    """Rows showing one rated item (MovieLens): the liked cold item against the cold candidates."""
+    from test_movielens_data import write_grouplens
+
+    from recsim_llm.lm.logs import write_movielens_logs
+
+    data = load_logs(
+        write_movielens_logs(write_grouplens(tmp_path / "ml"), tmp_path / "logs", n_candidates=8)
+    )
+    split = split_logs(data, "time", cold_item_fraction=0.3, seed=0)
+    cold = split.cold_mask(data.n_items)
+    ev = ev_mod.build_eval_set(data, split, "liked", 0, 0, n_boot=50)
+    assert ev.over == "candidates" and ev.segments["cold_items"][0].sum() >= 5
+    cands = data.candidates[ev.rows]
+    np.testing.assert_array_equal(ev.cold_cand, (cands >= 0) & cold[np.maximum(cands, 0)])
+    scores = np.random.default_rng(1).normal(size=cands.shape)
+    base = ev_mod.score_metrics(ev, scores)["cold_items"]
+    lifted = ev_mod.score_metrics(ev, scores + 10.0 * ev.cold_cand)["cold_items"]
+    assert lifted["row_auc"][0] > base["row_auc"][0] + 0.05
+    assert lifted[ev_mod.NEW_METRIC][0] == base[ev_mod.NEW_METRIC][0]
+    np.testing.assert_array_equal(lifted[ev_mod.NEW_METRIC][1], base[ev_mod.NEW_METRIC][1])
+    perfect = np.zeros(cands.shape)
+    perfect[np.arange(cands.shape[0]), ev.pos_col] = 1.0
+    assert ev_mod.score_metrics(ev, perfect)["cold_items"][ev_mod.NEW_METRIC][0] == 1.0
 
 
 def test_item_bootstrap_of_one_item_has_no_spread_and_users_do():

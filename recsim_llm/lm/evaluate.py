@@ -60,11 +60,12 @@ ITEM_METRIC = "row_auc_items"
 """The cold-item segment's per-row AUC with its interval from a bootstrap over the clicked cold
 items instead of the users (same point estimate as ``row_auc``)."""
 NEW_METRIC = "row_auc_among_new"
-"""The cold-item segment's per-row AUC of the clicked cold item against the *cold* items shown
-beside it only (the usual item cold-start protocol: rank among new items). A model that fits the
-warm items ranks a cold positive below well-known warm negatives even when it ranks new items
-as well as any other (``docs/results.md``, session 9); this metric does not see warm items, so a
-constant offset on new items cannot move it. Rows without a cold negative are left out."""
+"""The cold-item segment's per-row AUC of the responded-to cold item against the *cold* items it
+is ranked with only: the shown items, or the candidates where rows show one item (the usual item
+cold-start protocol: rank among new items). A model that fits the warm items ranks a cold
+positive below well-known warm negatives even when it ranks new items as well as any other
+(``docs/results.md``, session 9); this metric does not see warm items, so a constant offset on
+new items cannot move it. Rows without a cold negative are left out."""
 N_BOOT = 1000
 BASELINES = (
     "popularity (leak-free)",
@@ -208,6 +209,8 @@ class EvalSet:
     """(rows of the cold-item segment,) index of each row's clicked cold item among them."""
     cold_item_counts: np.ndarray
     """(n_boot, clicked cold items) bootstrap resamples of the clicked cold items."""
+    cold_cand: np.ndarray
+    """(n_rows, n_cand) True where a valid candidate is a cold (never-trained) item."""
 
     def slice_scores(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         """Every per-row / pooled input a metric needs, from (n_rows, n_cand) scores."""
@@ -290,6 +293,7 @@ def build_eval_set(
         segments=segments,
         cold_item_idx=cold_item_idx,
         cold_item_counts=item_counts,
+        cold_cand=valid & cold[np.maximum(cands, 0)],
     )
 
 
@@ -338,11 +342,17 @@ def score_metrics(
         if seg == "cold_items":
             # The same rows, resampled over their clicked cold items (ITEM_METRIC).
             res[ITEM_METRIC] = mean_by_user(seg_auc, ev.cold_item_idx, ev.cold_item_counts)
+            # The cold positive against the cold negatives only (NEW_METRIC).
             if ev.over == "slate":
-                # The cold positive against the cold negatives only (NEW_METRIC).
                 among_new = per_row_auc(
                     shown[rank_mask], ev.y[rank_mask] * imp_mask[rank_mask], imp_mask[rank_mask]
                 )
+                res[NEW_METRIC] = mean_by_user(among_new, users, ev.counts)
+            elif cand is not None:
+                m = np.flatnonzero(rank_mask)
+                yc = np.zeros(cand[m].shape)
+                yc[np.arange(m.size), ev.pos_col[m]] = 1.0
+                among_new = per_row_auc(cand[m], yc, ev.cold_cand[m])
                 res[NEW_METRIC] = mean_by_user(among_new, users, ev.counts)
         imp_users = np.repeat(ev.user_idx[:, None], shown.shape[1], 1)[imp_mask]
         res["auc"] = pooled_auc_by_user(shown[imp_mask], ev.y[imp_mask], imp_users, ev.counts)
@@ -1133,10 +1143,10 @@ def markdown_report(result: dict[str, Any]) -> str:
         ]
         if new_rows:
             lines.append(
-                "Cold items ranked among the new items only (the clicked cold item against the "
-                "cold items shown beside it; warm items left out, so fitting the warm items "
-                "neither helps nor hurts; rows without a cold negative left out), per-row AUC, "
-                "and the paired differences (intervals over users):"
+                "Cold items ranked among the new items only (the responded-to cold item against "
+                f"the cold items among the {run['per_row_auc_over']} it is ranked with; warm items "
+                "left out, so fitting the warm items neither helps nor hurts; rows without a cold "
+                "negative left out), per-row AUC, and the paired differences (intervals over users):"
             )
             lines.append("")
             lines.append("| method | among new items | − " + " | − ".join(BASELINES) + " |")
