@@ -31,14 +31,28 @@ def blend(logs: str, encoder: str, val_rows: int) -> dict:
     from recsim_llm.lm.logs import labels, load_logs
     from recsim_llm.lm.store import load_encoder
 
+    if isinstance(val_rows, bool) or not isinstance(val_rows, int) or val_rows < 10:
+        raise ValueError(f"val_rows must be an integer >= 10, got {val_rows!r}")
     data = load_logs(logs)
-    enc = load_encoder(encoder)
-    f = enc.config["finetune"]
-    split = E._split_of(data, f)
-    ev = E.build_eval_set(data, split, f.get("label", "click"), 2000, f["seed"])
-    if ev.over != "slate":
+    if data.slates.shape[1] < 2:
         raise ValueError(f"--logs {logs!r}: rows show one item; the blend needs slates")
+    enc = load_encoder(encoder)
+    E.check_trained_on(data, logs, enc.config, encoder)
+    f = enc.config["finetune"]
+    label = f.get("label", "click")
+    split = E._split_of(data, f)
     cold = split.cold_mask(data.n_items)
+    # The fit's rows, items and labels first: refuse before any text goes through the LM.
+    rng = np.random.default_rng(np.random.SeedSequence([f["seed"], 0xB1E7D]))
+    val = np.sort(rng.choice(split.val, min(val_rows, split.val.size), replace=False))
+    warm = ~cold[data.slates[val]]
+    y = labels(data, label)[val][warm]
+    if not 0 < y.sum() < y.size:
+        raise ValueError(
+            f"--val-rows {val_rows}: the sampled validation rows of {encoder} lack clicks or "
+            "non-clicks on warm items to fit on"
+        )
+    ev = E.build_eval_set(data, split, label, 2000, f["seed"])
     states = E.EncoderStates(data, enc)
     zs_users, zs_items = E.zero_shot_states(
         data,
@@ -53,17 +67,11 @@ def blend(logs: str, encoder: str, val_rows: int) -> dict:
         fast = states.scale * E.dot_scores(data, rows, states.fast(rows), states.items)
         return fast + states.bias[items], E.dot_scores(data, rows, zs_users(rows), zs_items)
 
-    rng = np.random.default_rng(np.random.SeedSequence([f["seed"], 0xB1E7D]))
-    val = np.sort(rng.choice(split.val, min(val_rows, split.val.size), replace=False))
     fast_v, zs_v = scores(val)
     col = np.argmax(data.candidates[val][:, None, :] == data.slates[val][:, :, None], axis=2)
-    warm = ~cold[data.slates[val]]
     x = np.column_stack(
         [np.take_along_axis(fast_v, col, 1)[warm], np.take_along_axis(zs_v, col, 1)[warm]]
     )
-    y = labels(data, f.get("label", "click"))[val][warm]
-    if not 0 < y.sum() < y.size:
-        raise ValueError(f"{encoder}: the validation rows lack clicks or non-clicks to fit on")
     w = E.fit_logistic(x, y)
     fast, zs = scores(ev.rows)
     res = {

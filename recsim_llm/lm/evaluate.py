@@ -881,6 +881,23 @@ def seed_summary(
 
 
 # -- public entry points -----------------------------------------------------------------------------
+def check_trained_on(data: LogData, logs: Any, config: dict[str, Any], encoder: Any) -> None:
+    """Raise unless ``data`` (read from ``logs``) are the logs the encoder (``config``, read from
+    ``encoder``) was trained on: a split rebuilt from other logs could call training rows test rows.
+
+    Raises:
+        ValueError: naming both sides' identity fields.
+    """
+    fields = ("source", "world_hash", "n_rows", "seed", "n_users", "n_steps")
+    mine = {k: data.meta.get(k) for k in fields}
+    trained_on = config.get("logs") or {}
+    if {k: trained_on.get(k) for k in fields} != mine:
+        raise ValueError(
+            f"logs: {logs} are not the logs {encoder} was trained on "
+            f"(encoder.json logs={trained_on}, these logs={mine})"
+        )
+
+
 def _split_of(data: LogData, f: dict[str, Any]) -> Split:
     from recsim_llm.lm.logs import split_logs
 
@@ -928,17 +945,8 @@ def evaluate_encoders(
     t0 = time.perf_counter()
     data = load_logs(logs)
     loaded = [load_encoder(e) for e in encoders]
-    # The split is rebuilt from these logs: they must be the logs the encoders were trained on,
-    # or "test" rows could be training rows.
-    fields = ("source", "world_hash", "n_rows", "seed", "n_users", "n_steps")
-    mine = {k: data.meta.get(k) for k in fields}
     for e, enc in zip(encoders, loaded, strict=True):
-        trained_on = enc.config.get("logs") or {}
-        if {k: trained_on.get(k) for k in fields} != mine:
-            raise ValueError(
-                f"logs: {logs} are not the logs {e} was trained on "
-                f"(encoder.json logs={trained_on}, these logs={mine})"
-            )
+        check_trained_on(data, logs, enc.config, e)
     keys = ("split", "val_fraction", "test_fraction", "cold_item_fraction", "seed", "label")
     labels_used = {enc.config["finetune"]["label"] for enc in loaded}
     if len(labels_used) > 1:
