@@ -60,6 +60,25 @@ def oracle_scores(
     return utility - appeal_weight * appeal * (~known) + appeal_weight * mean_appeal * (~known)
 
 
+def logged_appeal_weight(logs: str) -> float:
+    """The click utility's appeal weight of the world that wrote ``logs`` (its ``config.json``).
+
+    Raises:
+        ValueError: ``config.json`` is missing, not JSON, or holds no such weight.
+    """
+    path = Path(logs) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        weight = config["env_config"]["world"]["choice"]["appeal_weight"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: expected the logs' config with env_config.world.choice.appeal_weight ({err!r})"
+        ) from None
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight == weight:
+        raise ValueError(f"{path}: appeal_weight must be a number, got {weight!r}")
+    return float(weight)
+
+
 def asymmetry_table(logs: str, seeds: list[int], cold_item_fraction: float) -> list[dict]:
     """One record per (seed, variant): point and interval of every ``SEGMENTS`` metric, and the
     paired difference of the 'warm items only' variant against 'no item'."""
@@ -72,8 +91,7 @@ def asymmetry_table(logs: str, seeds: list[int], cold_item_fraction: float) -> l
         raise ValueError(
             f"--logs {logs!r}: no hidden fields (write them with recsim-llm write-logs)"
         )
-    config = json.loads((Path(logs) / "config.json").read_text())
-    appeal_weight = float(config["env_config"]["world"]["choice"]["appeal_weight"])
+    appeal_weight = logged_appeal_weight(logs)
     out = []
     for seed in seeds:
         split = split_logs(data, "user", 0.1, 0.2, cold_item_fraction, seed)
@@ -132,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     with impressions.open() as f:
         if '"hidden"' not in f.readline():
             parser.error(f"--logs {args.logs!r}: no hidden fields (write-logs records them)")
+    try:
+        logged_appeal_weight(args.logs)
+    except ValueError as err:
+        parser.error(str(err))
     rows = asymmetry_table(args.logs, args.seeds, args.cold_item_fraction)
     print("| split | appeal term | all rows | cold-item rows | cold-item rows, among new items |")
     print("|---|---|---|---|---|")

@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+from bench_loader import BENCHMARKS, load_benchmark
 
 from recsim_llm.agents.bandits import LinUCBPolicy
 from recsim_llm.config import EnvConfig
 from recsim_llm.envs.vector import SlateVectorEnv
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_online_drift.py"
+BENCH = BENCHMARKS / "bench_online_drift.py"
 
 
 def _load_frozen_at():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_online_drift", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FrozenAt
+    return load_benchmark("bench_online_drift").FrozenAt
 
 
 def test_frozen_at_stops_the_shared_and_the_per_user_models():

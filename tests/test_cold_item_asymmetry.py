@@ -3,22 +3,18 @@ item's appeal, scored like the encoder table; its arguments are checked before a
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_loader import BENCHMARKS, load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "cold_item_asymmetry.py"
+BENCH = BENCHMARKS / "cold_item_asymmetry.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("cold_item_asymmetry", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cold_item_asymmetry")
 
 
 def test_oracle_replaces_only_the_unknown_appeal_terms():
@@ -97,3 +93,14 @@ def test_refuses_a_folder_without_logs_or_hidden_fields(tmp_path):
         [sys.executable, str(BENCH), "--logs", str(tmp_path)], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "no hidden fields" in proc.stderr
+    (tmp_path / "impressions.jsonl").write_text('{"user": 0, "t": 0, "hidden": {}}\n')
+    for text in (
+        "not json",
+        '{"env_config": {}}',
+        '{"env_config": {"world": {"choice": {"appeal_weight": "x"}}}}',
+    ):
+        (tmp_path / "config.json").write_text(text)
+        proc = subprocess.run(
+            [sys.executable, str(BENCH), "--logs", str(tmp_path)], capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and "config.json" in proc.stderr, text

@@ -3,22 +3,18 @@ encoder's own split, differences to zero-shot MiniLM per column, bad input refus
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_loader import BENCHMARKS, load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "zero_shot_blend.py"
+BENCH = BENCHMARKS / "zero_shot_blend.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("zero_shot_blend", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("zero_shot_blend")
 
 
 def test_blend_fits_on_warm_validation_items_of_the_encoders_split(logs, lora_dir, monkeypatch):
