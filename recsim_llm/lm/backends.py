@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,8 @@ FLOAT_FFN_LAYERS = 2
 """``onnx-int8`` keeps the feed-forward down-projection (``layer.N/output/dense``) of the first
 this many encoder layers in float32: measured on the shipped encoder (``docs/benchmarks.md``),
 those two MatMuls carry most of int8's error on item texts (catalogue minimum cosine 0.988 with
-every MatMul in int8, 0.993 with these two in float32), for 2.4x instead of 2.7x at batch 1."""
+every MatMul in int8, 0.993 with these two in float32), for 2.3x instead of 2.7x float32's
+speed at batch 1 (``benchmarks/bench_int8_sweep.py``)."""
 
 _FFN_DOWN = re.compile(r"/encoder/layer\.(\d+)/output/dense/MatMul$")
 
@@ -279,15 +281,28 @@ def float32_nodes(
     return [found[i] for i in range(n_layers)]
 
 
-def quantise_onnx(src: Path, dst: Path) -> list[str]:
+def quantise_onnx(src: Path, dst: Path, keep: Sequence[str] | None = None) -> list[str]:
     """ONNX Runtime dynamic int8 quantisation of ``src`` into ``dst`` (weights int8 per channel,
-    activations uint8 per call), except the MatMuls ``float32_nodes`` names; returns those."""
+    activations uint8 per call), except the MatMuls ``float32_nodes`` names, or those named in
+    ``keep`` (a sensitivity study: ``benchmarks/bench_int8_sweep.py``); returns the kept names.
+
+    Raises:
+        ValueError: a name in ``keep`` is not a MatMul of the graph.
+    """
     import logging
 
     onnx, _ = require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = float32_nodes(onnx.load(str(src), load_external_data=False), source=str(src))
+    model = onnx.load(str(src), load_external_data=False)
+    if keep is None:
+        keep = float32_nodes(model, source=str(src))
+    else:
+        matmuls = {n.name for n in model.graph.node if n.op_type == "MatMul"}
+        unknown = [k for k in keep if k not in matmuls]
+        if unknown:
+            raise ValueError(f"{src}: keep names no MatMul of the graph: {unknown}")
+        keep = list(keep)
     # quantize_dynamic logs a hint about optional shape pre-processing at WARNING level.
     root = logging.getLogger()
     level = root.level

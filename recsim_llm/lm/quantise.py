@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def quantise_encoder(
     dst: str | os.PathLike[str],
     method: str = "bf16",
     user_max_length: int = 0,
+    keep_float32: Sequence[str] | None = None,
 ) -> Path:
     """Write a serving encoder for the fine-tuned encoder ``src`` (None = the shipped one).
 
@@ -72,10 +74,15 @@ def quantise_encoder(
         method: one of ``METHODS``.
         user_max_length: token budget of history texts for the new encoder (0 keeps the
             source's); a smaller budget is faster and keeps the most recent events.
+        keep_float32: ``onnx-int8`` only: the exact names of the MatMuls to keep in float32
+            instead of ``backends.float32_nodes``'s (for sensitivity studies; the serving record
+            lists what was kept either way).
 
     Raises:
         OutputError: ``dst`` is not ours to replace (before any work).
-        ValueError: unknown ``method``, a negative budget, or ``src`` already a serving encoder.
+        ValueError: unknown ``method``, a negative budget, ``keep_float32`` not a list of names
+            (or given for ``bf16``, or naming no MatMul of the exported graph), or ``src``
+            already a serving encoder.
         MissingExtraError: ``onnx-int8`` without the ``serve`` extra (before any work).
     """
     from recsim_llm.lm.state import shipped_encoder_path
@@ -86,6 +93,11 @@ def quantise_encoder(
         raise ValueError(
             f"user_max_length must be >= 0 (0 keeps the source's), got {user_max_length}"
         )
+    if keep_float32 is not None:
+        if method != "onnx-int8":
+            raise ValueError(f"keep_float32 applies to 'onnx-int8' only, not {method!r}")
+        if isinstance(keep_float32, str) or not all(isinstance(k, str) for k in keep_float32):
+            raise ValueError(f"keep_float32 must be a list of MatMul names, got {keep_float32!r}")
     check_out_dir(dst, "encoder")
     if _RECORDS[method]["backend"] == "onnx":
         require_onnx()
@@ -132,7 +144,7 @@ def quantise_encoder(
             plain = export_onnx(backbone, loaded.tokenizer, Path(work))
             (tmp / "onnx").mkdir()
             # The MatMuls kept in float32 go into the serving record (written after this).
-            config["serving"]["float32_nodes"] = quantise_onnx(plain, tmp / ONNX_FILE)
+            config["serving"]["float32_nodes"] = quantise_onnx(plain, tmp / ONNX_FILE, keep_float32)
             (tmp / "onnx" / "config.json").write_bytes((Path(work) / "config.json").read_bytes())
 
     return save_encoder(
